@@ -1,0 +1,27 @@
+// `npm run check`: regenerate code and fail if it changed, lint the contract, typecheck, lint,
+// check formatting. Run by CI before the tests.
+import { execSync } from 'node:child_process';
+
+/** @param {string} cmd */
+const run = (cmd) => {
+  console.log(`$ ${cmd}`);
+  try {
+    execSync(cmd, { stdio: 'inherit' });
+  } catch {
+    console.error(`check failed: ${cmd}`);
+    process.exit(1);
+  }
+};
+
+run('buf lint');
+run('buf generate');
+const stale = execSync('git status --porcelain -- clients/gen', { encoding: 'utf8' }).trim();
+if (stale) {
+  console.error(`Generated code is stale; run \`npm run generate\` and commit:\n${stale}`);
+  process.exit(1);
+}
+// The root project imports @herald/client through its built declarations.
+run('tsc -p clients/tsconfig.json');
+run('tsc -p tsconfig.json');
+run('eslint .');
+run('prettier --check .');

@@ -1,0 +1,216 @@
+/**
+ * Builds Herald's roles from the configuration: opens the connections they need, wires domain,
+ * infra and servers, and returns a handle that stops everything gracefully. Used by the CLI and
+ * by tests (which pass their own config).
+ */
+import { createHash } from 'node:crypto';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { Config } from './config.js';
+import { CHANNELS, LANES_BY_URGENCY, type Channel } from './domain/notification.js';
+import { createNotifications, type Notifications } from './domain/notifications.js';
+import type { Provider } from './domain/ports.js';
+import { connectNats } from './infra/nats/connection.js';
+import { createJobPublisher, decodeJob, getJobConsumer } from './infra/nats/job-queue.js';
+import type { NatsLayout } from './infra/nats/layout.js';
+import { createStatusBus } from './infra/nats/status-bus.js';
+import { ensureStreams } from './infra/nats/streams.js';
+import { createNotificationStore } from './infra/postgres/notification-store.js';
+import {
+  assertSchemaCurrent,
+  ensureDatabaseExists,
+  migrate,
+  openDatabase,
+  type Database,
+} from './infra/postgres/orm.js';
+import type { Logger } from './logger.js';
+import { createInAppProvider } from './providers/in-app.js';
+import { createLogProvider } from './providers/log.js';
+import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
+import { createApiServer, listenProbes, type ReadinessReport } from './server/api-server.js';
+import {
+  createChannelWorker,
+  type ChannelWorker,
+  type CrashPoint,
+} from './workers/channel-worker.js';
+
+export type Role = 'api' | 'worker' | 'scheduler';
+
+export interface HeraldOptions {
+  config: Config;
+  logger: Logger;
+  roles: readonly Role[];
+  /** Channels the worker role serves (default: config.worker.channels). */
+  channels?: readonly Channel[];
+  /** Called at a crash point when config.worker.crashAt names it (tests only). */
+  crash?: (point: CrashPoint) => void;
+}
+
+export interface Herald {
+  notifications: Notifications;
+  /** The api's ports, when this process runs the api. */
+  ports: { h2cPort: number; httpPort: number } | null;
+  /** The probes' port (/healthz, /readyz), when this process runs no api. */
+  adminPort: number | null;
+  scheduler: Scheduler | null;
+  /** Graceful stop: intake first, then in-flight work, then connections. */
+  stop(): Promise<void>;
+}
+
+/** Creates the database if needed and applies migrations. */
+export async function runMigrations(config: Config, logger: Logger): Promise<string[]> {
+  if (config.env !== 'production' && (await ensureDatabaseExists(config.database.url))) {
+    logger.info({}, 'created the database');
+  }
+  const db = await openDatabase(config.database, logger);
+  try {
+    const applied = await migrate(db);
+    logger.info({ applied }, applied.length > 0 ? 'migrations applied' : 'schema is up to date');
+    return applied;
+  } finally {
+    await db.close();
+  }
+}
+
+export async function startHerald(options: HeraldOptions): Promise<Herald> {
+  const { config, logger, roles } = options;
+  const layout: NatsLayout = {
+    subjectPrefix: config.nats.subjectPrefix,
+    streamPrefix: config.nats.streamPrefix,
+  };
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      await close().catch((err: unknown) => logger.warn({ err }, 'error while closing'));
+    }
+  };
+
+  try {
+    const db: Database = await openDatabase(config.database, logger);
+    closers.push(() => db.close());
+    await assertSchemaCurrent(db);
+    const nc: NatsConnection = await connectNats({
+      servers: config.nats.url,
+      name: `herald-${roles.join('+')}`,
+      logger,
+    });
+    closers.push(() => nc.drain().catch(() => nc.close()));
+    const jsm = await jetstreamManager(nc);
+    await ensureStreams(jsm, layout, {
+      // Every channel: the api publishes to any of them, whatever this process's workers serve.
+      channels: CHANNELS,
+      duplicateWindowMs: config.worker.duplicateWindowMs,
+      ackWaitMs: config.worker.ackWaitMs,
+      maxDeliver: config.worker.maxDeliver,
+      replicas: config.nats.replicas,
+    });
+    const js = jetstream(nc);
+    const store = createNotificationStore(db.pool);
+    const events = createStatusBus(nc, layout, { logger });
+    const notifications = createNotifications({
+      store,
+      queue: createJobPublisher(js, layout),
+      events,
+      logger,
+      hash: (s) => createHash('sha256').update(s).digest('hex'),
+    });
+    closers.push(() => notifications.drain());
+
+    const readiness = async (): Promise<ReadinessReport> => {
+      const checks: Record<string, string> = {};
+      try {
+        await db.pool.query('select 1');
+        checks.postgres = 'ok';
+      } catch (err) {
+        checks.postgres = (err as Error).message;
+      }
+      checks.nats = nc.isClosed() ? 'closed' : nc.isDraining() ? 'draining' : 'ok';
+      return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
+    };
+
+    let ports: Herald['ports'] = null;
+    if (roles.includes('api')) {
+      const api = createApiServer({
+        notifications,
+        tenantOf: () => config.tenant,
+        logger,
+        readiness,
+        maxRequestBytes: config.api.maxRequestBytes,
+        maxTimeoutMs: config.api.maxTimeoutMs,
+      });
+      // Registered before listen so a failed listen still closes what did open.
+      closers.push(() => api.close());
+      ports = await api.listen(config.api);
+    }
+
+    if (roles.includes('worker')) {
+      const workers: ChannelWorker[] = [];
+      for (const channel of options.channels ?? config.worker.channels) {
+        const lanes = await Promise.all(
+          LANES_BY_URGENCY.map(async (lane) => ({
+            lane,
+            consumer: await getJobConsumer(js, layout, channel, lane),
+          })),
+        );
+        const worker = createChannelWorker({
+          channel,
+          lanes,
+          decodeJob,
+          store,
+          provider: providerFor(channel, config.logProviderFile),
+          events,
+          logger: logger.child({ channel }),
+          retry: config.worker.retry,
+          leaseMs: config.worker.ackWaitMs,
+          providerTimeoutMs: config.worker.providerTimeoutMs,
+          concurrency: config.worker.concurrency,
+          crash: (point) => {
+            if (config.worker.crashAt === point) options.crash?.(point);
+          },
+        });
+        worker.start();
+        workers.push(worker);
+      }
+      closers.push(async () => {
+        await Promise.all(workers.map((w) => w.stop()));
+      });
+      logger.info({ channels: options.channels ?? config.worker.channels }, 'workers started');
+    }
+
+    let adminPort: number | null = null;
+    if (!roles.includes('api')) {
+      const probes = await listenProbes(readiness, config.api.host, config.adminPort);
+      closers.push(() => probes.close());
+      adminPort = probes.port;
+    }
+
+    let scheduler: Scheduler | null = null;
+    if (roles.includes('scheduler')) {
+      const s = createScheduler({
+        store,
+        events,
+        dispatch: notifications.dispatch,
+        logger,
+        intervalMs: config.scheduler.intervalMs,
+        outboxGraceMs: config.scheduler.outboxGraceMs,
+        staleAfterMs: config.scheduler.staleAfterMs,
+      });
+      s.start();
+      closers.push(() => s.stop());
+      scheduler = s;
+      logger.info({ intervalMs: config.scheduler.intervalMs }, 'scheduler started');
+    }
+
+    return { notifications, ports, adminPort, scheduler, stop: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** The provider for a channel. Until real providers are configured, everything but in_app logs. */
+function providerFor(channel: Channel, logFile: string | null): Provider {
+  return channel === 'in_app'
+    ? createInAppProvider()
+    : createLogProvider({ file: logFile ?? undefined });
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env -S node --max-semi-space-size=64
+/**
+ * The `herald` command: one binary, several roles.
+ *
+ *   herald all                          api + worker (every channel) + scheduler in one process
+ *   herald api | scheduler              one role
+ *   herald worker --channels email,sms  workers for some channels
+ *   herald migrate                      apply database migrations and exit
+ *
+ * A larger young generation (--max-semi-space-size) cuts garbage-collection time on the send and
+ * delivery paths, which allocate many short-lived objects per request.
+ */
+import { parseArgs } from 'node:util';
+import { runMigrations, startHerald, type Role } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { CHANNELS, type Channel } from './domain/notification.js';
+import { HeraldError, UnavailableError } from './domain/errors.js';
+import { createLogger } from './logger.js';
+
+const USAGE = `usage: herald <command> [options]
+
+commands:
+  all                         run api, workers for every channel and the scheduler
+  api                         run the api (gRPC/Connect on the h2c port, Connect/gRPC-Web on HTTP/1.1)
+  worker [--channels a,b]     run channel workers (default: HERALD_WORKER_CHANNELS)
+  scheduler                   run the scheduler sweeps
+  migrate                     apply database migrations and exit
+
+Configuration is read from HERALD_* environment variables (see README.md).`;
+
+/** How to start each dependency on a development machine. */
+const HINTS: Record<string, string> = {
+  PostgreSQL: 'start it with: pg_ctlcluster --skip-systemctl-redirect 15 main start',
+  NATS: 'start it with: nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server &',
+};
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { channels: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  const command = positionals[0];
+  if (values.help || command === undefined) {
+    console.log(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.logLevel, role: command });
+
+  if (command === 'migrate') {
+    await runMigrations(config, logger);
+    logger.flush();
+    return 0;
+  }
+  const roles: Record<string, Role[]> = {
+    all: ['api', 'worker', 'scheduler'],
+    api: ['api'],
+    worker: ['worker'],
+    scheduler: ['scheduler'],
+  };
+  const selected = roles[command];
+  if (selected === undefined) {
+    console.error(`herald: unknown command '${command}'\n\n${USAGE}`);
+    return 2;
+  }
+  let channels: Channel[] | undefined;
+  if (values.channels !== undefined) {
+    const list = values.channels.split(',').map((c) => c.trim());
+    const unknown = list.filter((c) => !(CHANNELS as readonly string[]).includes(c));
+    if (unknown.length > 0 || list.length === 0) {
+      console.error(
+        `herald: --channels: unknown channel(s) ${unknown.join(', ')}; use ${CHANNELS.join(', ')}`,
+      );
+      return 2;
+    }
+    channels = list as Channel[];
+  }
+  // Listen for signals before starting, so a stop requested during start-up is graceful too.
+  const signals = waitForSignals();
+  if (command === 'all' && config.env === 'development' && config.database.migrateOnStart) {
+    await runMigrations(config, logger);
+  }
+  const herald = await startHerald({
+    config,
+    logger,
+    roles: selected,
+    channels,
+    crash: () => process.kill(process.pid, 'SIGKILL'),
+  });
+  const host = `http://${config.api.host}`;
+  console.error(
+    herald.ports
+      ? `herald ${command}: gRPC/Connect (h2c) on ${host}:${herald.ports.h2cPort}, ` +
+          `Connect/gRPC-Web (HTTP/1.1) on ${host}:${herald.ports.httpPort}`
+      : `herald ${command}: running; /healthz and /readyz on ${host}:${herald.adminPort}`,
+  );
+  const signal = await signals.first;
+  logger.info({ signal }, 'shutting down');
+  let deadline: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    herald.stop().then(
+      () => 'stopped' as const,
+      (err: unknown) => {
+        logger.error({ err }, 'error during shutdown');
+        return 'failed' as const;
+      },
+    ),
+    new Promise<'late'>((resolve) => {
+      deadline = setTimeout(() => resolve('late'), config.shutdownTimeoutMs);
+    }),
+    signals.second.then(() => 'interrupted' as const),
+  ]);
+  clearTimeout(deadline);
+  switch (outcome) {
+    case 'stopped':
+      logger.info({}, 'stopped');
+      return 0;
+    case 'late':
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown deadline passed; exiting');
+      return 1;
+    case 'interrupted':
+      return 130; // a second signal: give up on the graceful stop
+    case 'failed':
+      return 1;
+  }
+}
+
+/** The first and the second SIGINT / SIGTERM received from now on. */
+function waitForSignals(): { first: Promise<string>; second: Promise<string> } {
+  const received: ((signal: string) => void)[] = [];
+  const first = new Promise<string>((resolve) => received.push(resolve));
+  const second = new Promise<string>((resolve) => received.push(resolve));
+  const on = (signal: string) => received.shift()?.(signal);
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return { first, second };
+}
+
+function describeFailure(err: unknown): string {
+  if (err instanceof ConfigError) return `herald: ${err.message}`;
+  if (err instanceof UnavailableError) {
+    const hint = Object.entries(HINTS).find(([name]) => err.dependency.startsWith(name))?.[1];
+    return `herald: cannot reach ${err.dependency}${hint ? ` — ${hint}` : ''}`;
+  }
+  if (err instanceof HeraldError) return `herald: ${err.message}`;
+  if (isAddressInUse(err))
+    return `herald: ${(err as Error).message} — another process holds the port; set HERALD_API_H2C_PORT / HERALD_API_HTTP_PORT`;
+  return `herald: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+}
+
+function isAddressInUse(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: string }).code === 'EADDRINUSE';
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(describeFailure(err));
+    process.exit(1);
+  },
+);

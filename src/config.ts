@@ -1,0 +1,171 @@
+/**
+ * The one typed configuration, read from environment variables and validated at start-up. Every
+ * bad variable is reported at once. Nothing else reads process.env.
+ */
+import { z } from 'zod';
+import { CHANNELS, type Channel } from './domain/notification.js';
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1');
+
+const channelList = z
+  .string()
+  .default(CHANNELS.join(','))
+  .transform((s) =>
+    s
+      .split(',')
+      .map((c) => c.trim())
+      .filter((c) => c !== ''),
+  )
+  .pipe(z.array(z.enum(CHANNELS)).min(1, 'at least one channel'));
+
+/** Variable name -> schema. The README's configuration table lists the same variables. */
+const schema = z.object({
+  HERALD_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  HERALD_LOG_LEVEL: z
+    .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+    .default('info'),
+  HERALD_DATABASE_URL: z.url().default('postgres://postgres@127.0.0.1:5432/herald'),
+  HERALD_DATABASE_POOL_SIZE: int(10, 1),
+  HERALD_NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
+  HERALD_NATS_SUBJECT_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default('herald'),
+  HERALD_NATS_STREAM_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default('HERALD'),
+  HERALD_NATS_REPLICAS: int(1, 1),
+  HERALD_API_HOST: z.string().min(1).default('127.0.0.1'),
+  HERALD_API_H2C_PORT: int(8080),
+  HERALD_API_HTTP_PORT: int(8081),
+  HERALD_ADMIN_PORT: int(8082),
+  HERALD_MAX_REQUEST_BYTES: int(1_048_576, 1024),
+  HERALD_MAX_TIMEOUT_MS: int(30_000, 100),
+  HERALD_TENANT: z.string().min(1).default('dev'),
+  HERALD_WORKER_CHANNELS: channelList,
+  HERALD_WORKER_CONCURRENCY: int(256, 1),
+  HERALD_ACK_WAIT_MS: int(30_000, 1000),
+  HERALD_MAX_DELIVER: int(20, 2),
+  HERALD_DUPLICATE_WINDOW_MS: int(600_000, 60_000),
+  HERALD_RETRY_BASE_MS: int(1_000, 1),
+  HERALD_RETRY_FACTOR: z.coerce.number().min(1).default(2),
+  HERALD_RETRY_CAP_MS: int(300_000, 1),
+  HERALD_RETRY_MAX_ATTEMPTS: int(6, 1),
+  HERALD_PROVIDER_TIMEOUT_MS: int(10_000, 100),
+  HERALD_SWEEP_INTERVAL_MS: int(1_000, 50),
+  HERALD_OUTBOX_GRACE_MS: int(5_000, 0),
+  HERALD_STALE_AFTER_MS: int(300_000, 1_000),
+  HERALD_SHUTDOWN_TIMEOUT_MS: int(10_000, 0),
+  HERALD_MIGRATE_ON_START: bool(true),
+  HERALD_LOG_PROVIDER_FILE: z.string().default(''),
+  /** Test-only fault injection (honoured only when HERALD_ENV=test): crash at a worker step. */
+  HERALD_TEST_CRASH_AT: z.enum(['', 'after-claim', 'during-provider', 'after-commit']).default(''),
+});
+
+export type Env = z.infer<typeof schema>;
+
+export interface Config {
+  env: Env['HERALD_ENV'];
+  logLevel: Env['HERALD_LOG_LEVEL'];
+  database: { url: string; poolSize: number; migrateOnStart: boolean };
+  nats: { url: string; subjectPrefix: string; streamPrefix: string; replicas: number };
+  api: {
+    host: string;
+    h2cPort: number;
+    httpPort: number;
+    maxRequestBytes: number;
+    maxTimeoutMs: number;
+  };
+  adminPort: number;
+  tenant: string;
+  worker: {
+    channels: Channel[];
+    concurrency: number;
+    ackWaitMs: number;
+    maxDeliver: number;
+    duplicateWindowMs: number;
+    providerTimeoutMs: number;
+    retry: { baseMs: number; factor: number; capMs: number; maxAttempts: number };
+    crashAt: Env['HERALD_TEST_CRASH_AT'];
+  };
+  scheduler: { intervalMs: number; outboxGraceMs: number; staleAfterMs: number };
+  /** Where the log provider writes deliveries; null for stdout. */
+  logProviderFile: string | null;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads the configuration from `env`; throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([k, v]) => k.startsWith('HERALD_') && v !== undefined && v !== ''),
+  );
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  const e = parsed.data;
+  if (e.HERALD_ACK_WAIT_MS <= e.HERALD_PROVIDER_TIMEOUT_MS) {
+    throw new ConfigError([
+      'HERALD_ACK_WAIT_MS: must be greater than HERALD_PROVIDER_TIMEOUT_MS (a slow provider call must not outlive its message)',
+    ]);
+  }
+  return {
+    env: e.HERALD_ENV,
+    logLevel: e.HERALD_LOG_LEVEL,
+    database: {
+      url: e.HERALD_DATABASE_URL,
+      poolSize: e.HERALD_DATABASE_POOL_SIZE,
+      migrateOnStart: e.HERALD_MIGRATE_ON_START,
+    },
+    nats: {
+      url: e.HERALD_NATS_URL,
+      subjectPrefix: e.HERALD_NATS_SUBJECT_PREFIX,
+      streamPrefix: e.HERALD_NATS_STREAM_PREFIX,
+      replicas: e.HERALD_NATS_REPLICAS,
+    },
+    api: {
+      host: e.HERALD_API_HOST,
+      h2cPort: e.HERALD_API_H2C_PORT,
+      httpPort: e.HERALD_API_HTTP_PORT,
+      maxRequestBytes: e.HERALD_MAX_REQUEST_BYTES,
+      maxTimeoutMs: e.HERALD_MAX_TIMEOUT_MS,
+    },
+    adminPort: e.HERALD_ADMIN_PORT,
+    tenant: e.HERALD_TENANT,
+    worker: {
+      channels: e.HERALD_WORKER_CHANNELS,
+      concurrency: e.HERALD_WORKER_CONCURRENCY,
+      ackWaitMs: e.HERALD_ACK_WAIT_MS,
+      maxDeliver: e.HERALD_MAX_DELIVER,
+      duplicateWindowMs: e.HERALD_DUPLICATE_WINDOW_MS,
+      providerTimeoutMs: e.HERALD_PROVIDER_TIMEOUT_MS,
+      retry: {
+        baseMs: e.HERALD_RETRY_BASE_MS,
+        factor: e.HERALD_RETRY_FACTOR,
+        capMs: e.HERALD_RETRY_CAP_MS,
+        maxAttempts: e.HERALD_RETRY_MAX_ATTEMPTS,
+      },
+      crashAt: e.HERALD_ENV === 'test' ? e.HERALD_TEST_CRASH_AT : '',
+    },
+    scheduler: {
+      intervalMs: e.HERALD_SWEEP_INTERVAL_MS,
+      outboxGraceMs: e.HERALD_OUTBOX_GRACE_MS,
+      staleAfterMs: e.HERALD_STALE_AFTER_MS,
+    },
+    logProviderFile: e.HERALD_LOG_PROVIDER_FILE === '' ? null : e.HERALD_LOG_PROVIDER_FILE,
+    shutdownTimeoutMs: e.HERALD_SHUTDOWN_TIMEOUT_MS,
+  };
+}

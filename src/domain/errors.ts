@@ -1,0 +1,86 @@
+/**
+ * The one error hierarchy. The api maps these to Connect codes (server/errors.ts), the worker to
+ * ack / nak(delay) / term (domain/delivery-decision.ts). Anything else is an unexpected error:
+ * masked to callers and logged once where its fate is decided.
+ */
+export abstract class HeraldError extends Error {
+  abstract readonly kind:
+    | 'invalid_argument'
+    | 'not_found'
+    | 'already_exists'
+    | 'failed_precondition'
+    | 'unavailable'
+    | 'transient_delivery'
+    | 'permanent_delivery';
+}
+
+/** One bad field: its path in the request (e.g. `content.subject`) and the rule it broke. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export class ValidationError extends HeraldError {
+  readonly kind = 'invalid_argument';
+  constructor(readonly violations: readonly FieldViolation[]) {
+    super(violations.map((v) => `${v.field}: ${v.description}`).join('; '));
+    this.name = 'ValidationError';
+  }
+}
+
+export class NotFoundError extends HeraldError {
+  readonly kind = 'not_found';
+  constructor(what: string) {
+    super(`${what} not found`);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class AlreadyExistsError extends HeraldError {
+  readonly kind = 'already_exists';
+  constructor(message: string) {
+    super(message);
+    this.name = 'AlreadyExistsError';
+  }
+}
+
+export class FailedPreconditionError extends HeraldError {
+  readonly kind = 'failed_precondition';
+  constructor(message: string) {
+    super(message);
+    this.name = 'FailedPreconditionError';
+  }
+}
+
+/** A dependency (PostgreSQL, NATS, Redis) could not be reached; the caller may retry. */
+export class UnavailableError extends HeraldError {
+  readonly kind = 'unavailable';
+  constructor(
+    readonly dependency: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${dependency} is unavailable`, options);
+    this.name = 'UnavailableError';
+  }
+}
+
+/** A delivery attempt failed in a way that may succeed later (timeout, 5xx, 429). */
+export class TransientDeliveryError extends HeraldError {
+  readonly kind = 'transient_delivery';
+  /** The provider's Retry-After, when it sent one; wins over the computed backoff. */
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, options?: { retryAfterMs?: number; cause?: unknown }) {
+    super(message, { cause: options?.cause });
+    this.name = 'TransientDeliveryError';
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+/** A delivery attempt failed in a way that retrying cannot fix (invalid address, 4xx). */
+export class PermanentDeliveryError extends HeraldError {
+  readonly kind = 'permanent_delivery';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PermanentDeliveryError';
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * UUIDv7 ids: 48 bits of Unix milliseconds, then randomness, so ids sort by creation time.
+ * Ids made by one process are strictly increasing (RFC 9562 §6.2, method 1: a 12-bit counter
+ * in rand_a, seeded randomly each millisecond).
+ */
+let lastMs = -1;
+let counter = 0;
+
+export function uuidv7(
+  now: number = Date.now(),
+  random: (bytes: Uint8Array) => void = fill,
+): string {
+  const bytes = new Uint8Array(16);
+  random(bytes);
+  if (now > lastMs) {
+    lastMs = now;
+    counter = ((bytes[6]! & 0x07) << 8) | bytes[7]!; // leave headroom before the counter wraps
+  } else {
+    counter += 1;
+    if (counter > 0xfff) {
+      lastMs += 1; // borrow the next millisecond rather than repeat or go backwards
+      counter = 0;
+    }
+  }
+  const ms = lastMs;
+  bytes[0] = Math.floor(ms / 2 ** 40) & 0xff;
+  bytes[1] = Math.floor(ms / 2 ** 32) & 0xff;
+  bytes[2] = (ms >>> 24) & 0xff;
+  bytes[3] = (ms >>> 16) & 0xff;
+  bytes[4] = (ms >>> 8) & 0xff;
+  bytes[5] = ms & 0xff;
+  bytes[6] = 0x70 | (counter >>> 8);
+  bytes[7] = counter & 0xff;
+  bytes[8] = 0x80 | (bytes[8]! & 0x3f);
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function fill(bytes: Uint8Array): void {
+  globalThis.crypto.getRandomValues(bytes);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(s: string): boolean {
+  return UUID.test(s);
+}

@@ -1,0 +1,100 @@
+/**
+ * The notification model: channels, priorities, statuses and the transitions allowed between
+ * them. The transition table lives here and nowhere else; storage makes every update conditional
+ * on the statuses this module says may lead to the new one.
+ */
+/** Delivery channels, in the order of the contract's enum. */
+export const CHANNELS = ['email', 'sms', 'push', 'in_app', 'webhook'] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+/** Priorities, lowest first. Each priority is also the name of its queue lane. */
+export const PRIORITIES = ['low', 'normal', 'high', 'critical'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+export type Lane = Priority;
+/** Lanes in the order a worker drains them: highest first. */
+export const LANES_BY_URGENCY: readonly Lane[] = ['critical', 'high', 'normal', 'low'];
+
+export const STATUSES = [
+  'PENDING',
+  'SCHEDULED',
+  'PROCESSING',
+  'RETRYING',
+  'DELIVERED',
+  'FAILED',
+  'CANCELLED',
+  'SUPPRESSED',
+] as const;
+export type Status = (typeof STATUSES)[number];
+
+const TRANSITIONS: Record<Status, readonly Status[]> = {
+  PENDING: ['PROCESSING', 'SCHEDULED', 'CANCELLED', 'SUPPRESSED'],
+  SCHEDULED: ['PENDING', 'CANCELLED', 'SUPPRESSED'],
+  PROCESSING: ['DELIVERED', 'RETRYING', 'FAILED'],
+  RETRYING: ['PROCESSING', 'CANCELLED'],
+  DELIVERED: [],
+  FAILED: [],
+  CANCELLED: [],
+  SUPPRESSED: [],
+};
+
+/** The statuses from which `to` may be entered; storage makes its updates conditional on them. */
+export function statusesLeadingTo(to: Status): Status[] {
+  return STATUSES.filter((from) => TRANSITIONS[from].includes(to));
+}
+
+/** True for the statuses a notification never leaves. */
+export function isTerminal(status: Status): boolean {
+  return TRANSITIONS[status].length === 0;
+}
+
+/** The message itself; which parts are required depends on the channel. */
+export interface Content {
+  subject?: string;
+  body?: string;
+  html?: string;
+  title?: string;
+  data?: Record<string, string>;
+}
+
+/** One stored notification. */
+export interface Notification {
+  id: string;
+  tenantId: string;
+  userId: string;
+  channel: Channel;
+  priority: Priority;
+  category: string | null;
+  content: Content;
+  to: string | null;
+  idempotencyKey: string | null;
+  correlationId: string | null;
+  metadata: Record<string, string>;
+  status: Status;
+  /** Delivery attempts started so far; the fencing token for every worker write. */
+  attempt: number;
+  /** Increases by one with every status change. */
+  version: number;
+  /** Bumped when the notification is re-published under a new message id (replay, reconcile). */
+  generation: number;
+  sendAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  deliveredAt: Date | null;
+  nextAttemptAt: Date | null;
+  leaseUntil: Date | null;
+  publishedAt: Date | null;
+  provider: string | null;
+  providerMessageId: string | null;
+  lastError: string | null;
+}
+
+/** One entry of a notification's status history. */
+export interface NotificationEvent {
+  notificationId: string;
+  version: number;
+  status: Status;
+  attempt: number;
+  provider: string | null;
+  error: string | null;
+  time: Date;
+}

@@ -1,0 +1,378 @@
+/**
+ * The notification use cases behind NotificationService: send, get, list, cancel, watch. They
+ * speak domain types; server/ maps the contract onto them.
+ */
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  NotFoundError,
+  ValidationError,
+} from './errors.js';
+import { isUuid, uuidv7 } from './ids.js';
+import type { Channel, Notification, NotificationEvent, Status } from './notification.js';
+import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
+import type { StatusEvent } from './status-event.js';
+import { validateSend, type SendCommand, type SendInput } from './validation.js';
+
+export interface NotificationsDeps {
+  store: NotificationStore;
+  queue: JobQueue;
+  events: StatusEvents;
+  logger: Logger;
+  /** A stable digest of a string (sha-256 hex in production), for idempotency request hashes. */
+  hash: (s: string) => string;
+  now?: () => Date;
+}
+
+export interface SendResult {
+  notification: Notification;
+  /** True when an earlier request with the same idempotency key is being replayed. */
+  replayed: boolean;
+}
+
+export interface ListInput {
+  userId: string;
+  statuses: readonly Status[];
+  channels: readonly Channel[];
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  pageSize: number;
+  pageToken: string;
+}
+
+export type WatchTarget = (
+  { notificationId: string; afterVersion: number | null } | { userId: string; initialCount: number }
+) & {
+  /** Only states with these statuses are sent; empty sends every state. */
+  statuses?: readonly Status[];
+};
+
+export const PAGE_SIZE = { default: 50, max: 500 } as const;
+export const WATCH_INITIAL_MAX = 100;
+
+export type Notifications = ReturnType<typeof createNotifications>;
+
+export function createNotifications(deps: NotificationsDeps) {
+  const { store, events, logger } = deps;
+  const now = deps.now ?? (() => new Date());
+  const inFlight = new Set<Promise<void>>();
+
+  /** Hands notifications to the queue and stamps them published; failures wait for the sweep. */
+  async function dispatch(rows: readonly Notification[]): Promise<void> {
+    const published: { id: string; generation: number }[] = [];
+    await Promise.all(
+      rows.map(async (n) => {
+        try {
+          await deps.queue.publish(jobOf(n));
+          published.push({ id: n.id, generation: n.generation });
+        } catch (err) {
+          logger.warn(
+            { notificationId: n.id, err: errorMessage(err) },
+            'publish failed; the outbox sweep will publish it',
+          );
+        }
+      }),
+    );
+    if (published.length > 0) await store.markPublished(published);
+  }
+
+  /** Starts a dispatch without making the caller wait; tracked so shutdown can drain it. */
+  function dispatchInBackground(rows: readonly Notification[]): void {
+    const p = dispatch(rows)
+      .catch((err: unknown) => {
+        logger.warn(
+          { err: errorMessage(err) },
+          'stamping published_at failed; the sweep will retry',
+        );
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  }
+
+  async function send(tenantId: string, input: SendInput): Promise<SendResult> {
+    const at = now();
+    const cmd = validateSend(input, at);
+    const requestHash = cmd.idempotencyKey === null ? null : deps.hash(canonicalSend(cmd));
+    const notification = newNotification(tenantId, cmd, at);
+    const result = await store.insert(notification, requestHash);
+    if (!result.created) {
+      if (result.requestHash !== requestHash) {
+        throw new AlreadyExistsError(
+          'idempotency_key was already used with a different request; use a new key for a new notification',
+        );
+      }
+      return { notification: result.notification, replayed: true };
+    }
+    const created = result.notification;
+    events.publish(eventOf(created, null, null));
+    if (created.status === 'PENDING') dispatchInBackground([created]);
+    return { notification: created, replayed: false };
+  }
+
+  async function get(tenantId: string, id: string) {
+    requireUuid(id, 'id');
+    const notification = await store.get(tenantId, id);
+    if (notification === null) throw new NotFoundError(`notification ${id}`);
+    return { notification, events: await store.history(tenantId, id) };
+  }
+
+  async function list(tenantId: string, input: ListInput) {
+    const violations = [];
+    if (input.pageSize < 0 || input.pageSize > PAGE_SIZE.max)
+      violations.push({ field: 'page_size', description: `must be 0 to ${PAGE_SIZE.max}` });
+    if (input.userId.length > 128)
+      violations.push({ field: 'user_id', description: 'must be at most 128 characters' });
+    if (input.createdAfter && input.createdBefore && input.createdAfter >= input.createdBefore)
+      violations.push({ field: 'created_before', description: 'must be after created_after' });
+    const before = input.pageToken === '' ? null : decodePageToken(input.pageToken);
+    if (before === undefined)
+      violations.push({ field: 'page_token', description: 'is not a token this API returned' });
+    if (violations.length > 0) throw new ValidationError(violations);
+    const limit = input.pageSize === 0 ? PAGE_SIZE.default : input.pageSize;
+    const rows = await store.list(tenantId, {
+      userId: input.userId === '' ? null : input.userId,
+      statuses: input.statuses,
+      channels: input.channels,
+      createdAfter: input.createdAfter,
+      createdBefore: input.createdBefore,
+      before: before ?? null,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    const nextPageToken =
+      rows.length > limit && last !== undefined ? encodePageToken(last.createdAt, last.id) : '';
+    return { notifications: page, nextPageToken };
+  }
+
+  async function cancel(tenantId: string, id: string): Promise<Notification> {
+    requireUuid(id, 'id');
+    const cancelled = await store.cancel(tenantId, id);
+    if (cancelled !== null) {
+      events.publish(eventOf(cancelled, null, null));
+      return cancelled;
+    }
+    const current = await store.get(tenantId, id);
+    if (current === null) throw new NotFoundError(`notification ${id}`);
+    if (current.status === 'CANCELLED') return current;
+    throw new FailedPreconditionError(
+      `notification ${id} is ${current.status}; only PENDING, SCHEDULED or RETRYING ones can be cancelled`,
+    );
+  }
+
+  /**
+   * Streams states: subscribes first, then reads the current state, then forwards live changes,
+   * dropping stale versions and filling any gap from the stored history, so nothing is missed or
+   * reordered.
+   */
+  async function* watch(
+    tenantId: string,
+    target: WatchTarget,
+    signal: AbortSignal,
+  ): AsyncGenerator<StatusEvent> {
+    validateWatch(target);
+    const wanted = target.statuses && target.statuses.length > 0 ? new Set(target.statuses) : null;
+    const matches = (s: StatusEvent) => wanted === null || wanted.has(s.notification.status);
+    const sub = events.subscribe(
+      'notificationId' in target
+        ? { tenantId, notificationId: target.notificationId }
+        : { tenantId, userId: target.userId },
+    );
+    const stop = () => sub.close();
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      await sub.ready;
+      // Notifications created after this moment are new to the watcher: all of their states are
+      // due, from version 1 (a second of slack covers clocks that disagree a little).
+      const liveSince = now().getTime() - 1_000;
+      const seen = new Map<string, number>();
+      const initial: StatusEvent[] = [];
+      if ('notificationId' in target) {
+        const n = await store.get(tenantId, target.notificationId);
+        if (n === null) throw new NotFoundError(`notification ${target.notificationId}`);
+        if (target.afterVersion !== null) {
+          const history = await store.history(tenantId, n.id, target.afterVersion);
+          initial.push(...history.map((e) => stateAt(n, e)));
+          seen.set(n.id, Math.max(target.afterVersion, n.version));
+        } else {
+          initial.push(await currentState(tenantId, n));
+          seen.set(n.id, n.version);
+        }
+      } else if (target.initialCount > 0) {
+        const latest = await store.list(tenantId, {
+          userId: target.userId,
+          statuses: [],
+          channels: [],
+          createdAfter: null,
+          createdBefore: null,
+          before: null,
+          limit: target.initialCount,
+        });
+        for (const n of latest.reverse()) {
+          initial.push(await currentState(tenantId, n));
+          seen.set(n.id, n.version);
+        }
+      }
+      for (const state of initial) if (matches(state)) yield state;
+      for await (const live of sub) {
+        const id = live.notification.id;
+        const isNew = live.notification.createdAt.getTime() >= liveSince;
+        const last = seen.get(id) ?? (isNew ? 0 : live.notification.version - 1);
+        if (live.notification.version <= last) continue;
+        if (live.notification.version > last + 1) {
+          // A live event went missing (core NATS is best effort): replay it from the history.
+          const missed = await store.history(tenantId, id, last);
+          for (const e of missed) {
+            const state = stateAt(live.notification, e);
+            if (e.version < live.notification.version && matches(state)) yield state;
+          }
+        }
+        seen.set(id, live.notification.version);
+        if (seen.size > 10_000) seen.delete(seen.keys().next().value as string);
+        if (matches(live)) yield live;
+      }
+    } finally {
+      signal.removeEventListener('abort', stop);
+      sub.close();
+    }
+  }
+
+  async function currentState(tenantId: string, n: Notification): Promise<StatusEvent> {
+    const history = await store.history(tenantId, n.id, n.version - 1);
+    const latest = history.at(-1);
+    return latest ? stateAt(n, latest) : eventOf(n, null, null);
+  }
+
+  /** Waits for background dispatches to finish (graceful shutdown). */
+  async function drain(): Promise<void> {
+    await Promise.allSettled([...inFlight]);
+  }
+
+  return { send, get, list, cancel, watch, dispatch, drain };
+}
+
+/** The job that delivers a notification's current generation. */
+export function jobOf(n: Notification): Job {
+  return {
+    id: n.id,
+    tenantId: n.tenantId,
+    channel: n.channel,
+    lane: n.priority,
+    generation: n.generation,
+  };
+}
+
+/** The status event for a notification's current state. */
+export function eventOf(
+  n: Notification,
+  provider: string | null,
+  error: string | null,
+): StatusEvent {
+  return {
+    notification: n,
+    event: {
+      notificationId: n.id,
+      version: n.version,
+      status: n.status,
+      attempt: n.attempt,
+      provider,
+      error,
+      time: n.updatedAt,
+    },
+  };
+}
+
+/** The notification as it was at a history event (for replays and gap fills). */
+function stateAt(n: Notification, e: NotificationEvent): StatusEvent {
+  return {
+    notification: {
+      ...n,
+      status: e.status,
+      version: e.version,
+      attempt: e.attempt,
+      updatedAt: e.time,
+    },
+    event: e,
+  };
+}
+
+function newNotification(tenantId: string, cmd: SendCommand, at: Date): Notification {
+  return {
+    id: uuidv7(at.getTime()),
+    tenantId,
+    userId: cmd.userId,
+    channel: cmd.channel,
+    priority: cmd.priority,
+    category: cmd.category,
+    content: cmd.content,
+    to: cmd.to,
+    idempotencyKey: cmd.idempotencyKey,
+    correlationId: cmd.correlationId,
+    metadata: cmd.metadata,
+    status: cmd.sendAt === null ? 'PENDING' : 'SCHEDULED',
+    attempt: 0,
+    version: 1,
+    generation: 1,
+    sendAt: cmd.sendAt,
+    createdAt: at,
+    updatedAt: at,
+    deliveredAt: null,
+    nextAttemptAt: null,
+    leaseUntil: null,
+    publishedAt: null,
+    provider: null,
+    providerMessageId: null,
+    lastError: null,
+  };
+}
+
+/** Key-order-independent serialization of what makes two Sends "the same request". */
+function canonicalSend(cmd: SendCommand): string {
+  return JSON.stringify(cmd, (_key, value: unknown) =>
+    value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)
+      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : value,
+  );
+}
+
+function requireUuid(id: string, field: string): void {
+  if (id === '') throw new ValidationError([{ field, description: 'is required' }]);
+  if (!isUuid(id)) throw new ValidationError([{ field, description: 'must be a UUID' }]);
+}
+
+function validateWatch(target: WatchTarget): void {
+  if ('notificationId' in target) {
+    requireUuid(target.notificationId, 'notification_id');
+    if (target.afterVersion !== null && target.afterVersion < 0)
+      throw new ValidationError([{ field: 'after_version', description: 'must be at least 0' }]);
+  } else {
+    const v = [];
+    if (target.userId === '' || target.userId.length > 128)
+      v.push({ field: 'user_id', description: 'must be 1 to 128 characters' });
+    if (target.initialCount < 0 || target.initialCount > WATCH_INITIAL_MAX)
+      v.push({ field: 'initial_count', description: `must be 0 to ${WATCH_INITIAL_MAX}` });
+    if (v.length > 0) throw new ValidationError(v);
+  }
+}
+
+function encodePageToken(createdAt: Date, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
+}
+
+/** The keyset position in a token; undefined when the token is not one of ours. */
+function decodePageToken(token: string): { createdAt: Date; id: string } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (!Array.isArray(parsed) || parsed.length !== 2) return undefined;
+    const [at, id] = parsed as unknown[];
+    if (typeof at !== 'string' || typeof id !== 'string' || !isUuid(id)) return undefined;
+    const createdAt = new Date(at);
+    return Number.isNaN(createdAt.getTime()) ? undefined : { createdAt, id };
+  } catch {
+    return undefined;
+  }
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,121 @@
+/**
+ * What the domain needs from the outside world. infra/ and providers/ implement these; tests use
+ * the real implementations against real services.
+ */
+import type { Channel, Lane, Notification, NotificationEvent, Status } from './notification.js';
+import type { StatusEvent } from './status-event.js';
+
+/** Minimal structured logger (pino-compatible). */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface ListQuery {
+  userId: string | null;
+  statuses: readonly Status[];
+  channels: readonly Channel[];
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  /** Keyset position: rows strictly older than this (createdAt, id) pair. */
+  before: { createdAt: Date; id: string } | null;
+  limit: number;
+}
+
+export type InsertResult =
+  | { created: true; notification: Notification }
+  /** The idempotency key was taken: the existing row and the hash of the request that made it. */
+  | { created: false; notification: Notification; requestHash: string | null };
+
+export type ClaimResult =
+  | { claimed: true; notification: Notification }
+  /** Someone else holds it, it moved on, or the job is stale; `current` is the row now (if any). */
+  | { claimed: false; current: Notification | null };
+
+export interface AttemptOutcome {
+  status: 'DELIVERED' | 'RETRYING' | 'FAILED';
+  provider: string | null;
+  providerMessageId: string | null;
+  error: string | null;
+  nextAttemptAt: Date | null;
+}
+
+/** The source of truth. Every update is conditional on the state it expects. */
+export interface NotificationStore {
+  /** Inserts a notification with its first history event, in one statement. */
+  insert(notification: Notification, requestHash: string | null): Promise<InsertResult>;
+  get(tenantId: string, id: string): Promise<Notification | null>;
+  /** History events with version > afterVersion, oldest first. */
+  history(tenantId: string, id: string, afterVersion?: number): Promise<NotificationEvent[]>;
+  /** Newest first (createdAt desc, id desc). */
+  list(tenantId: string, query: ListQuery): Promise<Notification[]>;
+  /** PENDING | SCHEDULED | RETRYING -> CANCELLED. Null when the row was in none of those. */
+  cancel(tenantId: string, id: string): Promise<Notification | null>;
+  /** Stamps published_at on rows a publish of `generation` reached the queue for. */
+  markPublished(jobs: readonly { id: string; generation: number }[]): Promise<void>;
+  /**
+   * PENDING | RETRYING | PROCESSING-with-an-expired-lease -> PROCESSING, for a job of the row's
+   * generation or an older one (an older job still in the queue is as good as the republished
+   * one: whichever a worker reaches first delivers, the other finds the claim taken): attempt + 1
+   * (the fencing token for every later write), a lease until now + leaseMs.
+   */
+  claim(id: string, generation: number, leaseMs: number): Promise<ClaimResult>;
+  /** PROCESSING at exactly `attempt` -> the outcome's status. Null when the claim was lost. */
+  complete(id: string, attempt: number, outcome: AttemptOutcome): Promise<Notification | null>;
+  /** Lease extension while a slow provider call runs; false when the claim was lost. */
+  extendLease(id: string, attempt: number, leaseMs: number): Promise<boolean>;
+  /** PENDING or RETRYING rows never published (or whose publish is unconfirmed) since before `olderThan`. */
+  unpublished(olderThan: Date, limit: number): Promise<Notification[]>;
+  /** SCHEDULED rows due at `now` -> PENDING (unpublished), returned. */
+  releaseDue(now: Date, limit: number): Promise<Notification[]>;
+  /** PROCESSING rows whose lease expired -> RETRYING under a new generation (unpublished), returned. */
+  reclaimExpired(now: Date, limit: number): Promise<Notification[]>;
+  /**
+   * PENDING or RETRYING rows last published (and, if retrying, due) before `olderThan`, that no
+   * worker has picked up since: the queue lost or gave up on their message. They get a new
+   * generation and become unpublished, so the outbox publishes them again; returned.
+   */
+  reviveStale(olderThan: Date, limit: number): Promise<Notification[]>;
+}
+
+/** A message on a channel's work queue: "deliver this notification, generation N". */
+export interface Job {
+  id: string;
+  tenantId: string;
+  channel: Channel;
+  lane: Lane;
+  generation: number;
+}
+
+export interface JobQueue {
+  /** Resolves once the queue has stored the job (deduplicated by id and generation). */
+  publish(job: Job): Promise<void>;
+}
+
+export interface StatusSubscription extends AsyncIterable<StatusEvent> {
+  /** Resolves once the subscription is live on the broker. */
+  readonly ready: Promise<void>;
+  close(): void;
+}
+
+/** Live status changes: best effort, ordered per notification by version. */
+export interface StatusEvents {
+  publish(event: StatusEvent): void;
+  subscribe(filter: {
+    tenantId: string;
+    userId?: string;
+    notificationId?: string;
+  }): StatusSubscription;
+}
+
+export interface DeliveryResult {
+  providerMessageId?: string;
+}
+
+/** A delivery provider for one channel. Throws TransientDeliveryError / PermanentDeliveryError. */
+export interface Provider {
+  readonly name: string;
+  deliver(notification: Notification, signal: AbortSignal): Promise<DeliveryResult>;
+}

@@ -1,0 +1,278 @@
+/**
+ * Validation of Send requests. Every rule is written next to its field in
+ * proto/herald/v1/notification.proto; this module is where they are enforced. All violations are
+ * collected, so a caller fixes every field in one round trip.
+ */
+import { ValidationError, type FieldViolation } from './errors.js';
+import { CHANNELS, PRIORITIES, type Channel, type Content, type Priority } from './notification.js';
+
+/** A Send request as it arrives, before validation. Enum values are names or a description. */
+export interface SendInput {
+  userId: string;
+  channel: string;
+  content: Content | null;
+  to: string;
+  idempotencyKey: string;
+  priority: string;
+  category: string;
+  /** An invalid Date (NaN) stands for a timestamp that could not be represented. */
+  sendAt: Date | null;
+  metadata: Record<string, string>;
+  correlationId: string;
+}
+
+/** A valid Send request. Empty optional strings have become null. */
+export interface SendCommand {
+  userId: string;
+  channel: Channel;
+  content: Content;
+  to: string | null;
+  idempotencyKey: string | null;
+  priority: Priority;
+  category: string | null;
+  sendAt: Date | null;
+  metadata: Record<string, string>;
+  correlationId: string | null;
+}
+
+export const LIMITS = {
+  userId: 128,
+  subject: 255,
+  title: 255,
+  body: 65_536,
+  smsBody: 1_600,
+  html: 262_144,
+  dataEntries: 64,
+  dataKey: 64,
+  dataValue: 4_096,
+  email: 254,
+  pushToken: 4_096,
+  url: 2_048,
+  idempotencyKey: 128,
+  category: 64,
+  metadataEntries: 32,
+  metadataKey: 64,
+  metadataValue: 512,
+  correlationId: 128,
+  sendAtAheadMs: 366 * 24 * 3600 * 1000,
+} as const;
+
+// Control characters (C0, DEL, C1) are never valid in identifiers.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const LINE_BREAK = /[\r\n]/;
+const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
+const CATEGORY = /^[a-z0-9][a-z0-9._-]*$/;
+const E164 = /^\+[1-9][0-9]{6,14}$/;
+// Deliberately plain: one @, no spaces, a dot in the domain. Providers do the final check.
+const EMAIL = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
+const WHITESPACE = /\s/;
+// PostgreSQL text and jsonb cannot store U+0000: a NUL would fail the insert with an internal
+// error, and fail every other Send batched into the same statement with it.
+const NUL = '\u0000';
+const NO_NUL = 'must not contain NUL (U+0000) characters';
+
+/** Validates a Send request; throws ValidationError listing every bad field. */
+export function validateSend(input: SendInput, now: Date): SendCommand {
+  const v: FieldViolation[] = [];
+  const bad = (field: string, description: string) => v.push({ field, description });
+
+  if (input.userId.length === 0) bad('user_id', 'is required');
+  else if (input.userId.length > LIMITS.userId)
+    bad('user_id', `must be at most ${LIMITS.userId} characters`);
+  else if (CONTROL.test(input.userId)) bad('user_id', 'must not contain control characters');
+
+  const channel = (CHANNELS as readonly string[]).includes(input.channel)
+    ? (input.channel as Channel)
+    : null;
+  if (channel === null) {
+    bad(
+      'channel',
+      input.channel === ''
+        ? `is required; one of ${CHANNELS.join(', ')}`
+        : `must be one of ${CHANNELS.join(', ')} (got ${input.channel})`,
+    );
+  }
+
+  const priority =
+    input.priority === ''
+      ? 'normal'
+      : (PRIORITIES as readonly string[]).includes(input.priority)
+        ? (input.priority as Priority)
+        : null;
+  if (priority === null) {
+    bad('priority', `must be one of ${PRIORITIES.join(', ')} (got ${input.priority})`);
+  }
+
+  const content = input.content;
+  if (content === null) bad('content', 'is required');
+  else validateContent(content, channel, bad);
+
+  if (input.to !== '' && channel !== null) validateAddress(input.to, channel, bad);
+
+  if (input.idempotencyKey.length > LIMITS.idempotencyKey)
+    bad('idempotency_key', `must be at most ${LIMITS.idempotencyKey} characters`);
+  else if (input.idempotencyKey !== '' && !PRINTABLE_ASCII.test(input.idempotencyKey))
+    bad('idempotency_key', 'must be printable ASCII');
+
+  if (input.category.length > LIMITS.category)
+    bad('category', `must be at most ${LIMITS.category} characters`);
+  else if (input.category !== '' && !CATEGORY.test(input.category))
+    bad(
+      'category',
+      "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+    );
+
+  if (input.sendAt !== null) {
+    const t = input.sendAt.getTime();
+    if (Number.isNaN(t)) bad('send_at', 'must be a valid timestamp');
+    else if (t - now.getTime() > LIMITS.sendAtAheadMs)
+      bad('send_at', 'must be at most 366 days in the future');
+  }
+
+  checkMap(
+    input.metadata,
+    'metadata',
+    LIMITS.metadataEntries,
+    LIMITS.metadataKey,
+    LIMITS.metadataValue,
+    bad,
+  );
+
+  if (input.correlationId.length > LIMITS.correlationId)
+    bad('correlation_id', `must be at most ${LIMITS.correlationId} characters`);
+  else if (CONTROL.test(input.correlationId))
+    bad('correlation_id', 'must not contain control characters');
+
+  if (v.length > 0 || channel === null || priority === null || content === null) {
+    throw new ValidationError(v);
+  }
+  const sendAt =
+    input.sendAt !== null && input.sendAt.getTime() > now.getTime() ? input.sendAt : null;
+  return {
+    userId: input.userId,
+    channel,
+    content: normalizeContent(content),
+    to: input.to === '' ? null : input.to,
+    idempotencyKey: input.idempotencyKey === '' ? null : input.idempotencyKey,
+    priority,
+    category: input.category === '' ? null : input.category,
+    sendAt,
+    metadata: input.metadata,
+    correlationId: input.correlationId === '' ? null : input.correlationId,
+  };
+}
+
+type Bad = (field: string, description: string) => void;
+
+function validateContent(c: Content, channel: Channel | null, bad: Bad): void {
+  const subject = c.subject ?? '';
+  const body = c.body ?? '';
+  const html = c.html ?? '';
+  const title = c.title ?? '';
+  const data = c.data ?? {};
+  const has = (s: string) => s.trim().length > 0;
+
+  if (subject.length > LIMITS.subject)
+    bad('content.subject', `must be at most ${LIMITS.subject} characters`);
+  else if (LINE_BREAK.test(subject)) bad('content.subject', 'must not contain line breaks');
+  const bodyLimit = channel === 'sms' ? LIMITS.smsBody : LIMITS.body;
+  if (body.length > bodyLimit) bad('content.body', `must be at most ${bodyLimit} characters`);
+  if (html.length > LIMITS.html) bad('content.html', `must be at most ${LIMITS.html} characters`);
+  if (title.length > LIMITS.title)
+    bad('content.title', `must be at most ${LIMITS.title} characters`);
+  for (const [name, text] of Object.entries({ subject, body, html, title })) {
+    if (text.includes(NUL)) bad(`content.${name}`, NO_NUL);
+  }
+  checkMap(data, 'content.data', LIMITS.dataEntries, LIMITS.dataKey, LIMITS.dataValue, bad);
+
+  switch (channel) {
+    case 'email':
+      if (!has(subject)) bad('content.subject', 'is required for email');
+      if (!has(body) && !has(html)) bad('content.body', 'body or html is required for email');
+      break;
+    case 'sms':
+      if (!has(body)) bad('content.body', 'is required for sms');
+      break;
+    case 'push':
+    case 'in_app':
+      if (!has(title) && !has(body))
+        bad('content.body', `title or body is required for ${channel}`);
+      break;
+    case 'webhook':
+      if (!has(body) && Object.keys(data).length === 0)
+        bad('content.body', 'body or data is required for webhook');
+      break;
+    case null:
+      break;
+  }
+  if (html !== '' && channel !== null && channel !== 'email')
+    bad('content.html', 'is only allowed for email');
+}
+
+function validateAddress(to: string, channel: Channel, bad: Bad): void {
+  if (to.includes(NUL)) {
+    bad('to', NO_NUL);
+    return;
+  }
+  switch (channel) {
+    case 'email':
+      if (to.length > LIMITS.email || !EMAIL.test(to))
+        bad('to', `must be an email address of at most ${LIMITS.email} characters for email`);
+      break;
+    case 'sms':
+      if (!E164.test(to)) bad('to', 'must be an E.164 phone number (+ and 7 to 15 digits) for sms');
+      break;
+    case 'push':
+      if (to.length > LIMITS.pushToken || WHITESPACE.test(to))
+        bad(
+          'to',
+          `must be a device token of at most ${LIMITS.pushToken} characters without whitespace for push`,
+        );
+      break;
+    case 'webhook':
+      if (to.length > LIMITS.url || !isHttpUrl(to))
+        bad('to', `must be an http or https URL of at most ${LIMITS.url} characters for webhook`);
+      break;
+    case 'in_app':
+      bad('to', 'must be empty for in_app');
+      break;
+  }
+}
+
+function isHttpUrl(s: string): boolean {
+  if (!URL.canParse(s)) return false;
+  const { protocol, hostname } = new URL(s);
+  return (protocol === 'http:' || protocol === 'https:') && hostname !== '';
+}
+
+function checkMap(
+  map: Record<string, string>,
+  field: string,
+  maxEntries: number,
+  maxKey: number,
+  maxValue: number,
+  bad: Bad,
+): void {
+  const entries = Object.entries(map);
+  if (entries.length > maxEntries) bad(field, `must have at most ${maxEntries} entries`);
+  for (const [k, val] of entries) {
+    if (k.length === 0 || k.length > maxKey)
+      bad(
+        `${field}[${JSON.stringify(k.slice(0, maxKey))}]`,
+        `key must be 1 to ${maxKey} characters`,
+      );
+    else if (val.length > maxValue)
+      bad(`${field}[${JSON.stringify(k)}]`, `value must be at most ${maxValue} characters`);
+    else if (k.includes(NUL) || val.includes(NUL)) bad(`${field}[${JSON.stringify(k)}]`, NO_NUL);
+  }
+}
+
+function normalizeContent(c: Content): Content {
+  const out: Content = {};
+  if (c.subject) out.subject = c.subject;
+  if (c.body) out.body = c.body;
+  if (c.html) out.html = c.html;
+  if (c.title) out.title = c.title;
+  if (c.data && Object.keys(c.data).length > 0) out.data = c.data;
+  return out;
+}

@@ -1,0 +1,474 @@
+/**
+ * NotificationStore on PostgreSQL. Every write is one statement (a writable CTE updates the row
+ * and appends its history event together), conditional on the state it expects, and concurrent
+ * calls are batched into multi-row statements.
+ */
+import type pg from 'pg';
+import {
+  statusesLeadingTo,
+  type Channel,
+  type Content,
+  type Notification,
+  type NotificationEvent,
+  type Priority,
+  type Status,
+} from '../../domain/notification.js';
+import type {
+  AttemptOutcome,
+  ClaimResult,
+  InsertResult,
+  ListQuery,
+  NotificationStore,
+} from '../../domain/ports.js';
+import { createBatcher } from './batcher.js';
+
+export interface NotificationStoreOptions {
+  /** Largest multi-row statement. */
+  batchSize?: number;
+  /**
+   * Statements of one kind in flight at once. One (the default) batches the most: whatever
+   * arrives while a statement runs goes into the next one, so batches grow with the load and
+   * PostgreSQL does one statement per batch instead of one per row.
+   */
+  concurrency?: number;
+}
+
+const COLUMNS = `id, tenant_id, user_id, channel, priority, category, content, "to", idempotency_key,
+  request_hash, correlation_id, metadata, status, attempt, version, generation, send_at, created_at,
+  updated_at, delivered_at, next_attempt_at, lease_until, published_at, provider,
+  provider_message_id, last_error`;
+
+/** The statuses a claim or a cancel may start from: the domain's transition table decides. */
+const CLAIMABLE = statusesLeadingTo('PROCESSING');
+const CANCELLABLE = statusesLeadingTo('CANCELLED');
+
+/** Appends one history event per row returned by the CTE named `changed`. */
+const APPEND_EVENTS = `ev as (
+  insert into notification_event (notification_id, version, status, attempt, provider, error, time)
+  select id, version, status, attempt, ev_provider, ev_error, updated_at from changed)`;
+
+interface Row {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  channel: string;
+  priority: string;
+  category: string | null;
+  content: Content | string;
+  to: string | null;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  correlation_id: string | null;
+  metadata: Record<string, string> | string;
+  status: string;
+  attempt: number;
+  version: number;
+  generation: number;
+  send_at: Date | string | null;
+  created_at: Date | string;
+  updated_at: Date | string;
+  delivered_at: Date | string | null;
+  next_attempt_at: Date | string | null;
+  lease_until: Date | string | null;
+  published_at: Date | string | null;
+  provider: string | null;
+  provider_message_id: string | null;
+  last_error: string | null;
+}
+
+interface EventRow {
+  notification_id: string;
+  version: number;
+  status: string;
+  attempt: number;
+  provider: string | null;
+  error: string | null;
+  time: Date | string;
+}
+
+export function createNotificationStore(
+  pool: pg.Pool,
+  options: NotificationStoreOptions = {},
+): NotificationStore {
+  const batch = { maxSize: options.batchSize ?? 200, maxConcurrent: options.concurrency ?? 1 };
+  const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[]) =>
+    (await pool.query<R>(text, values)).rows;
+  /** A fixed statement run often: prepared once per connection, so PostgreSQL plans it once. */
+  const prepared = async <R extends pg.QueryResultRow>(
+    name: string,
+    text: string,
+    values: unknown[],
+  ) => (await pool.query<R>({ name: `herald_${name}`, text, values })).rows;
+
+  const insertOne = createBatcher<{ n: Notification; hash: string | null }, boolean>(
+    async (items) => {
+      const n = items.map((i) => i.n);
+      const rows = await prepared<{ ord: number }>(
+        'insert',
+        `with input as (
+           select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[],
+             $12::jsonb[], $13::text[], $14::timestamptz[], $15::timestamptz[])
+             with ordinality as t(id, tenant_id, user_id, channel, priority, category, content, "to",
+               idempotency_key, request_hash, correlation_id, metadata, status, send_at, created_at, ord)
+         ),
+         changed as (
+           insert into notification (id, tenant_id, user_id, channel, priority, category, content,
+             "to", idempotency_key, request_hash, correlation_id, metadata, status, attempt, version,
+             generation, send_at, created_at, updated_at)
+           select id, tenant_id, user_id, channel, priority, category, content, "to",
+             idempotency_key, request_hash, correlation_id, metadata, status, 0, 1, 1, send_at,
+             created_at, created_at
+           from input order by ord
+           on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing
+           returning id, version, status, attempt, updated_at, null::text as ev_provider,
+             null::text as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select input.ord from changed join input using (id)`,
+        [
+          n.map((x) => x.id),
+          n.map((x) => x.tenantId),
+          n.map((x) => x.userId),
+          n.map((x) => x.channel),
+          n.map((x) => x.priority),
+          n.map((x) => x.category),
+          n.map((x) => JSON.stringify(x.content)),
+          n.map((x) => x.to),
+          n.map((x) => x.idempotencyKey),
+          items.map((i) => i.hash),
+          n.map((x) => x.correlationId),
+          n.map((x) => JSON.stringify(x.metadata)),
+          n.map((x) => x.status),
+          n.map((x) => x.sendAt),
+          n.map((x) => x.createdAt),
+        ],
+      );
+      // Only rows that were inserted come back: the others lost an idempotency-key conflict.
+      const inserted = new Set(rows.map((r) => Number(r.ord)));
+      return items.map((_, i) => inserted.has(i + 1));
+    },
+    batch,
+  );
+
+  const claimOne = createBatcher<{ id: string; generation: number; leaseMs: number }, Row | null>(
+    async (items) => {
+      const rows = await prepared<Row>(
+        'claim',
+        `with input as (
+           select * from unnest($1::uuid[], $2::int[], $3::float8[]) as t(id, generation, lease_ms)
+         ),
+         changed as (
+           update notification n set status = 'PROCESSING', attempt = n.attempt + 1,
+             version = n.version + 1, updated_at = now(),
+             lease_until = now() + make_interval(secs => i.lease_ms / 1000)
+           from input i
+           where n.id = i.id and n.generation >= i.generation
+             and (n.status = any($4::text[])
+                  or (n.status = 'PROCESSING' and n.lease_until < now()))
+           returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [
+          items.map((i) => i.id),
+          items.map((i) => i.generation),
+          items.map((i) => i.leaseMs),
+          CLAIMABLE,
+        ],
+      );
+      return matchById(items, rows);
+    },
+    batch,
+  );
+
+  const completeOne = createBatcher<{ id: string; attempt: number; o: AttemptOutcome }, Row | null>(
+    async (items) => {
+      const rows = await prepared<Row>(
+        'complete',
+        `with input as (
+           select * from unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::timestamptz[])
+             as t(id, attempt, status, provider, provider_message_id, error, next_attempt_at)
+         ),
+         changed as (
+           update notification n set status = i.status, version = n.version + 1,
+             updated_at = now(), lease_until = null, next_attempt_at = i.next_attempt_at,
+             delivered_at = case when i.status = 'DELIVERED' then now() else n.delivered_at end,
+             provider = coalesce(i.provider, n.provider),
+             provider_message_id = coalesce(i.provider_message_id, n.provider_message_id),
+             last_error = coalesce(i.error, n.last_error)
+           from input i
+           where n.id = i.id and n.status = 'PROCESSING' and n.attempt = i.attempt
+           returning ${qualified('n')}, i.provider as ev_provider, i.error as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [
+          items.map((i) => i.id),
+          items.map((i) => i.attempt),
+          items.map((i) => i.o.status),
+          items.map((i) => i.o.provider),
+          items.map((i) => i.o.providerMessageId),
+          items.map((i) => i.o.error),
+          items.map((i) => i.o.nextAttemptAt),
+        ],
+      );
+      return matchById(items, rows);
+    },
+    batch,
+  );
+
+  const publishedOne = createBatcher<{ id: string; generation: number }, null>(async (items) => {
+    await prepared(
+      'published',
+      `update notification n set published_at = now()
+       from unnest($1::uuid[], $2::int[]) as t(id, generation)
+       where n.id = t.id and n.generation = t.generation and n.published_at is null`,
+      [items.map((i) => i.id), items.map((i) => i.generation)],
+    );
+    return items.map(() => null);
+  }, batch);
+
+  async function getById(id: string): Promise<Notification | null> {
+    const rows = await prepared<Row>(
+      'get_by_id',
+      `select ${COLUMNS} from notification where id = $1`,
+      [id],
+    );
+    return rows[0] ? toNotification(rows[0]) : null;
+  }
+
+  /** Moves rows selected by `where` (locked, skipping rows others hold) to a new state. */
+  async function sweep(where: string, set: string, error: string | null, values: unknown[]) {
+    const rows = await query<Row>(
+      `with picked as (
+         select id from notification where ${where} for update skip locked
+       ),
+       changed as (
+         update notification n set ${set}, version = n.version + 1, updated_at = now()
+         from picked where n.id = picked.id
+         returning ${qualified('n')}, null::text as ev_provider, $${values.length + 1}::text as ev_error
+       ),
+       ${APPEND_EVENTS}
+       select * from changed`,
+      [...values, error],
+    );
+    return rows.map(toNotification);
+  }
+
+  return {
+    async insert(notification, requestHash): Promise<InsertResult> {
+      if (await insertOne({ n: notification, hash: requestHash })) {
+        return { created: true, notification };
+      }
+      const existing = await query<Row>(
+        `select ${COLUMNS} from notification where tenant_id = $1 and idempotency_key = $2`,
+        [notification.tenantId, notification.idempotencyKey],
+      );
+      const first = existing[0];
+      if (first === undefined) {
+        throw new Error('insert conflicted but no row holds the idempotency key');
+      }
+      return {
+        created: false,
+        notification: toNotification(first),
+        requestHash: first.request_hash,
+      };
+    },
+
+    async get(tenantId, id) {
+      const rows = await prepared<Row>(
+        'get',
+        `select ${COLUMNS} from notification where tenant_id = $1 and id = $2`,
+        [tenantId, id],
+      );
+      return rows[0] ? toNotification(rows[0]) : null;
+    },
+
+    async history(tenantId, id, afterVersion = 0) {
+      const rows = await prepared<EventRow>(
+        'history',
+        `select e.* from notification_event e join notification n on n.id = e.notification_id
+         where n.tenant_id = $1 and e.notification_id = $2 and e.version > $3
+         order by e.version`,
+        [tenantId, id, afterVersion],
+      );
+      return rows.map(toEvent);
+    },
+
+    async list(tenantId, q: ListQuery) {
+      const values: unknown[] = [tenantId];
+      const where = ['tenant_id = $1'];
+      const param = (v: unknown) => {
+        values.push(v);
+        return `$${values.length}`;
+      };
+      if (q.userId !== null) where.push(`user_id = ${param(q.userId)}`);
+      if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
+      if (q.channels.length > 0) where.push(`channel = any(${param(q.channels)}::text[])`);
+      if (q.createdAfter !== null) where.push(`created_at >= ${param(q.createdAfter)}`);
+      if (q.createdBefore !== null) where.push(`created_at < ${param(q.createdBefore)}`);
+      if (q.before !== null) {
+        where.push(
+          `(created_at, id) < (${param(q.before.createdAt)}, ${param(q.before.id)}::uuid)`,
+        );
+      }
+      const rows = await query<Row>(
+        `select ${COLUMNS} from notification where ${where.join(' and ')}
+         order by created_at desc, id desc limit ${param(q.limit)}`,
+        values,
+      );
+      return rows.map(toNotification);
+    },
+
+    async cancel(tenantId, id) {
+      const rows = await query<Row>(
+        `with changed as (
+           update notification n set status = 'CANCELLED', version = n.version + 1,
+             updated_at = now(), next_attempt_at = null
+           where n.tenant_id = $1 and n.id = $2 and n.status = any($3::text[])
+           returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [tenantId, id, CANCELLABLE],
+      );
+      return rows[0] ? toNotification(rows[0]) : null;
+    },
+
+    async markPublished(jobs) {
+      await Promise.all(jobs.map((j) => publishedOne(j)));
+    },
+
+    async claim(id, generation, leaseMs): Promise<ClaimResult> {
+      const row = await claimOne({ id, generation, leaseMs });
+      if (row !== null) return { claimed: true, notification: toNotification(row) };
+      return { claimed: false, current: await getById(id) };
+    },
+
+    async complete(id, attempt, outcome) {
+      const row = await completeOne({ id, attempt, o: outcome });
+      return row === null ? null : toNotification(row);
+    },
+
+    async extendLease(id, attempt, leaseMs) {
+      const rows = await query(
+        `update notification set lease_until = now() + make_interval(secs => $3::float8 / 1000)
+         where id = $1 and attempt = $2 and status = 'PROCESSING' returning id`,
+        [id, attempt, leaseMs],
+      );
+      return rows.length > 0;
+    },
+
+    async unpublished(olderThan, limit) {
+      const rows = await query<Row>(
+        `select ${COLUMNS} from notification
+         where published_at is null and status in ('PENDING', 'RETRYING') and updated_at < $1
+         order by updated_at limit $2`,
+        [olderThan, limit],
+      );
+      return rows.map(toNotification);
+    },
+
+    releaseDue(now, limit) {
+      return sweep(
+        `status = 'SCHEDULED' and send_at <= $1 order by send_at limit $2`,
+        `status = 'PENDING', published_at = null`,
+        null,
+        [now, limit],
+      );
+    },
+
+    reclaimExpired(now, limit) {
+      return sweep(
+        `status = 'PROCESSING' and lease_until < $1 order by lease_until limit $2`,
+        `status = 'RETRYING', generation = n.generation + 1, published_at = null,
+         lease_until = null, next_attempt_at = now(), last_error = 'lease expired: worker lost'`,
+        'lease expired: worker lost',
+        [now, limit],
+      );
+    },
+
+    async reviveStale(olderThan, limit) {
+      // Not a status change: no history event, no version bump. Staleness counts from the last
+      // publish, so a revived row is not revived again until it has waited as long once more.
+      const rows = await query<Row>(
+        `update notification n set generation = n.generation + 1, published_at = null
+         where n.id in (
+           select id from notification
+           where status in ('PENDING', 'RETRYING') and published_at < $1
+             and (next_attempt_at is null or next_attempt_at < $1)
+           order by updated_at limit $2 for update skip locked)
+         returning ${qualified('n')}`,
+        [olderThan, limit],
+      );
+      return rows.map(toNotification);
+    },
+  };
+}
+
+function qualified(alias: string): string {
+  return COLUMNS.split(',')
+    .map((c) => `${alias}.${c.trim()}`)
+    .join(', ');
+}
+
+function matchById<T extends { id: string }>(
+  items: readonly T[],
+  rows: readonly Row[],
+): (Row | null)[] {
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  // The same id twice in one batch is updated once; the first caller gets the row.
+  return items.map((i) => {
+    const r = byId.get(i.id) ?? null;
+    byId.delete(i.id);
+    return r;
+  });
+}
+
+const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+const maybeDate = (v: Date | string | null): Date | null => (v === null ? null : date(v));
+const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
+
+function toNotification(r: Row): Notification {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    userId: r.user_id,
+    channel: r.channel as Channel,
+    priority: r.priority as Priority,
+    category: r.category,
+    content: json(r.content),
+    to: r.to,
+    idempotencyKey: r.idempotency_key,
+    correlationId: r.correlation_id,
+    metadata: json(r.metadata),
+    status: r.status as Status,
+    attempt: r.attempt,
+    version: r.version,
+    generation: r.generation,
+    sendAt: maybeDate(r.send_at),
+    createdAt: date(r.created_at),
+    updatedAt: date(r.updated_at),
+    deliveredAt: maybeDate(r.delivered_at),
+    nextAttemptAt: maybeDate(r.next_attempt_at),
+    leaseUntil: maybeDate(r.lease_until),
+    publishedAt: maybeDate(r.published_at),
+    provider: r.provider,
+    providerMessageId: r.provider_message_id,
+    lastError: r.last_error,
+  };
+}
+
+function toEvent(r: EventRow): NotificationEvent {
+  return {
+    notificationId: r.notification_id,
+    version: r.version,
+    status: r.status as Status,
+    attempt: r.attempt,
+    provider: r.provider,
+    error: r.error,
+    time: date(r.time),
+  };
+}

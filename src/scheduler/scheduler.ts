@@ -1,0 +1,110 @@
+/**
+ * The scheduler's sweeps. Leader-less: every statement locks the rows it moves with SKIP LOCKED and
+ * republishing is deduplicated by message id, so any number of schedulers may run.
+ *
+ * - due: SCHEDULED rows whose send_at has come -> PENDING, published;
+ * - reclaim: PROCESSING rows whose lease expired (the worker died) -> RETRYING under a new
+ *   generation, published;
+ * - outbox: PENDING / RETRYING rows whose publish was never confirmed -> published again;
+ * - stale: PENDING / RETRYING rows published long ago that no worker picked up (the queue lost the
+ *   message, or gave up on it after max_deliver) -> a new generation, published again.
+ */
+import type { Notification } from '../domain/notification.js';
+import { eventOf } from '../domain/notifications.js';
+import type { Logger, NotificationStore, StatusEvents } from '../domain/ports.js';
+
+export interface SchedulerDeps {
+  store: NotificationStore;
+  events: StatusEvents;
+  /** Publishes rows to the queue and stamps them published (Notifications.dispatch). */
+  dispatch: (rows: readonly Notification[]) => Promise<void>;
+  logger: Logger;
+  intervalMs: number;
+  /** How long an unpublished row may wait for its original publish before the sweep takes it. */
+  outboxGraceMs: number;
+  /** How long a published row may wait for a worker before it is published again. */
+  staleAfterMs: number;
+  batchSize?: number;
+  now?: () => Date;
+}
+
+export interface SweepCounts {
+  released: number;
+  reclaimed: number;
+  revived: number;
+  republished: number;
+}
+
+export function createScheduler(deps: SchedulerDeps) {
+  const { store, events, logger } = deps;
+  const now = deps.now ?? (() => new Date());
+  const limit = deps.batchSize ?? 500;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+  // The stale check scans every waiting row, so under a backlog it runs less often than the
+  // other sweeps: a few times per staleAfterMs, at most once a minute apart.
+  const reviveEveryMs = Math.min(deps.staleAfterMs / 5, 60_000);
+  let lastReviveAt = 0;
+
+  /** One pass of every sweep. */
+  async function sweep(): Promise<SweepCounts> {
+    const at = now();
+    const released = await store.releaseDue(at, limit);
+    const reclaimed = await store.reclaimExpired(at, limit);
+    for (const n of [...released, ...reclaimed]) events.publish(eventOf(n, null, n.lastError));
+    if (reclaimed.length > 0) {
+      logger.warn(
+        { count: reclaimed.length },
+        'reclaimed notifications whose worker lease expired',
+      );
+    }
+    let revived: Notification[] = [];
+    if (at.getTime() - lastReviveAt >= reviveEveryMs) {
+      lastReviveAt = at.getTime();
+      revived = await store.reviveStale(new Date(at.getTime() - deps.staleAfterMs), limit);
+    }
+    if (revived.length > 0) {
+      logger.warn({ count: revived.length }, 'republishing notifications no worker picked up');
+    }
+    const stale = await store.unpublished(new Date(at.getTime() - deps.outboxGraceMs), limit);
+    const fresh = [...released, ...reclaimed, ...revived];
+    const freshIds = new Set(fresh.map((n) => n.id));
+    const rows = [...fresh, ...stale.filter((n) => !freshIds.has(n.id))];
+    if (rows.length > 0) await deps.dispatch(rows);
+    if (stale.length > 0)
+      logger.info({ count: stale.length }, 'outbox: republished unpublished notifications');
+    return {
+      released: released.length,
+      reclaimed: reclaimed.length,
+      revived: revived.length,
+      republished: stale.length,
+    };
+  }
+
+  function schedule(): void {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = sweep()
+        .catch((err: unknown) =>
+          logger.warn({ err: (err as Error).message }, 'sweep failed; will retry'),
+        )
+        .finally(schedule);
+    }, deps.intervalMs);
+  }
+
+  return {
+    sweep,
+    start() {
+      stopped = false;
+      schedule();
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}
+
+export type Scheduler = ReturnType<typeof createScheduler>;

@@ -1,0 +1,182 @@
+/**
+ * The api role's HTTP servers: one Connect handler (gRPC, gRPC-Web and Connect) served on an h2c
+ * port and on an HTTP/1.1 port, plus gRPC health and reflection and /healthz, /readyz.
+ * createApiServer builds everything without listening; listen() and close() are separate.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { file_google_rpc_error_details } from '@herald/client/gen/google/rpc/error_details_pb';
+import { file_health_v1_health } from '@herald/client/gen/health/v1/health_pb';
+import {
+  file_herald_v1_notification,
+  NotificationService,
+} from '@herald/client/gen/herald/v1/notification_pb';
+import type { Notifications } from '../domain/notifications.js';
+import type { Logger } from '../domain/ports.js';
+import { errorInterceptor } from './errors.js';
+import { createHealthService } from './health.js';
+import { NotificationServiceHandler, type TenantResolver } from './notification-service.js';
+import { registerReflection } from './reflection.js';
+
+export interface ReadinessReport {
+  ready: boolean;
+  /** Dependency name -> 'ok' or what is wrong with it. */
+  checks: Record<string, string>;
+}
+
+export interface ApiServerDeps {
+  notifications: Notifications;
+  tenantOf: TenantResolver;
+  logger: Logger;
+  /** Checks the dependencies (PostgreSQL, NATS) for /readyz. */
+  readiness: () => Promise<ReadinessReport>;
+  maxRequestBytes: number;
+  maxTimeoutMs: number;
+}
+
+export interface ListenOptions {
+  host: string;
+  h2cPort: number;
+  httpPort: number;
+}
+
+export interface ApiServer {
+  listen(options: ListenOptions): Promise<{ h2cPort: number; httpPort: number }>;
+  /** Stops intake (health NOT_SERVING), ends open streams, and closes both servers. */
+  close(): Promise<void>;
+}
+
+export function createApiServer(deps: ApiServerDeps): ApiServer {
+  const health = createHealthService();
+  const shutdown = new AbortController();
+  const routes = (router: ConnectRouter) => {
+    router.service(
+      NotificationService,
+      new NotificationServiceHandler(deps.notifications, deps.tenantOf, deps.logger),
+    );
+    health.register(router);
+    registerReflection(router, [
+      file_herald_v1_notification,
+      file_health_v1_health,
+      file_google_rpc_error_details,
+    ]);
+  };
+  health.setStatus('herald.v1.NotificationService', 'SERVING');
+
+  const handler = connectNodeAdapter({
+    routes,
+    interceptors: [errorInterceptor(deps.logger)],
+    readMaxBytes: deps.maxRequestBytes,
+    maxTimeoutMs: deps.maxTimeoutMs,
+    shutdownSignal: shutdown.signal,
+    fallback: createProbeHandler(deps.readiness, () => shutdown.signal.aborted),
+  });
+
+  const h2c = http2.createServer(handler);
+  const h1 = http.createServer(handler);
+  // Sessions are tracked so close() can send GOAWAY: clients keep HTTP/2 sessions open.
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2c.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+
+  return {
+    async listen(options) {
+      await listenOn(h2c, options.host, options.h2cPort);
+      await listenOn(h1, options.host, options.httpPort);
+      const ports = {
+        h2cPort: (h2c.address() as AddressInfo).port,
+        httpPort: (h1.address() as AddressInfo).port,
+      };
+      deps.logger.info({ host: options.host, ...ports }, 'api listening');
+      return ports;
+    },
+    async close() {
+      health.shutdown();
+      shutdown.abort();
+      const closed = Promise.all([closeServer(h2c), closeServer(h1)]);
+      for (const s of sessions) s.close();
+      h1.closeIdleConnections();
+      await closed;
+    },
+  };
+}
+
+/**
+ * /healthz (the process is alive) and /readyz (its dependencies answer; 503 while stopping).
+ * The api serves it as the Connect handler's fallback; workers and the scheduler on an admin port.
+ */
+export function createProbeHandler(
+  readiness: () => Promise<ReadinessReport>,
+  stopping: () => boolean,
+) {
+  return (req: { method?: string; url?: string }, res: PlainResponse): void => {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') {
+      json(res, 200, { status: 'ok' });
+    } else if (req.method === 'GET' && path === '/readyz') {
+      readiness()
+        .then((r) => json(res, r.ready && !stopping() ? 200 : 503, r))
+        .catch((err: unknown) => json(res, 503, { ready: false, error: String(err) }));
+    } else {
+      json(res, 404, { error: 'not found' });
+    }
+  };
+}
+
+/** The part of a Node response (HTTP/1.1 or HTTP/2) the probes use. */
+interface PlainResponse {
+  statusCode: number;
+  setHeader(name: string, value: string): unknown;
+  end(body: string): unknown;
+}
+
+function json(res: PlainResponse, status: number, body: unknown) {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(body));
+}
+
+/** A plain HTTP/1.1 server for the probes of roles without the api. */
+export async function listenProbes(
+  readiness: () => Promise<ReadinessReport>,
+  host: string,
+  port: number,
+): Promise<{ port: number; close(): Promise<void> }> {
+  let stopping = false;
+  const probes = createProbeHandler(readiness, () => stopping);
+  const server = http.createServer((req, res) => probes(req, res));
+  await listenOn(server, host, port);
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close() {
+      stopping = true;
+      server.closeIdleConnections();
+      await closeServer(server);
+    },
+  };
+}
+
+function listenOn(server: http.Server | http2.Http2Server, host: string, port: number) {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: http.Server | http2.Http2Server) {
+  return new Promise<void>((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+  });
+}

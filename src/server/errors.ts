@@ -1,0 +1,78 @@
+/**
+ * The one mapping from domain errors to Connect codes. Unexpected errors are logged once, with
+ * their cause, and masked to the caller.
+ */
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { BadRequestSchema } from '@herald/client/gen/google/rpc/error_details_pb';
+import { HeraldError, ValidationError } from '../domain/errors.js';
+import type { Logger } from '../domain/ports.js';
+
+const CODES: Record<HeraldError['kind'], Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  unavailable: Code.Unavailable,
+  transient_delivery: Code.Unavailable,
+  permanent_delivery: Code.FailedPrecondition,
+};
+
+export function toConnectError(err: unknown, logger: Logger, rpc: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof ValidationError) {
+    return new ConnectError(err.message, Code.InvalidArgument, undefined, [
+      {
+        desc: BadRequestSchema,
+        value: create(BadRequestSchema, {
+          fieldViolations: err.violations.map((v) => ({
+            field: v.field,
+            description: v.description,
+          })),
+        }),
+      },
+    ]);
+  }
+  if (err instanceof HeraldError) return new ConnectError(err.message, CODES[err.kind]);
+  if (isDatabaseUnavailable(err)) {
+    logger.warn({ rpc, err: (err as Error).message }, 'database unavailable');
+    return new ConnectError('storage is unavailable; retry later', Code.Unavailable);
+  }
+  logger.error({ rpc, err }, 'unexpected error');
+  return new ConnectError('internal error', Code.Internal);
+}
+
+/** Connection-level failures from pg (refused, reset, terminated, too many clients). */
+function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: string }).code ?? '';
+  return (
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'EPIPE',
+      '57P01',
+      '57P02',
+      '57P03',
+      '53300',
+      '08006',
+      '08001',
+      '08003',
+    ].includes(code) ||
+    /Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect/.test(
+      err.message,
+    )
+  );
+}
+
+/** Maps whatever a handler throws through toConnectError. */
+export function errorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      throw toConnectError(err, logger, req.method.name);
+    }
+  };
+}

@@ -1,0 +1,207 @@
+/**
+ * Contract <-> domain mapping for NotificationService. Enum values the contract does not define
+ * pass through as a description, so validation can name them.
+ */
+import { create } from '@bufbuild/protobuf';
+import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import {
+  Channel as PbChannel,
+  NotificationEventSchema,
+  NotificationSchema,
+  NotificationStatus as PbStatus,
+  Priority as PbPriority,
+  type Notification as PbNotification,
+  type NotificationEvent as PbNotificationEvent,
+  type SendRequest,
+  type ListNotificationsRequest,
+  type WatchNotificationsRequest,
+} from '@herald/client/gen/herald/v1/notification_pb';
+import { ValidationError, type FieldViolation } from '../domain/errors.js';
+import type { ListInput, WatchTarget } from '../domain/notifications.js';
+import type {
+  Channel,
+  Notification,
+  NotificationEvent,
+  Priority,
+  Status,
+} from '../domain/notification.js';
+import type { SendInput } from '../domain/validation.js';
+
+/** The domain name of an enum value ('' for UNSPECIFIED, a description for an unknown number). */
+function enumName(e: Record<number, string>, value: number): string {
+  if (value === 0) return '';
+  const name = e[value];
+  return name === undefined ? `unknown value ${value}` : name.toLowerCase();
+}
+
+export function channelFromPb(value: PbChannel): string {
+  return enumName(PbChannel, value);
+}
+
+export function channelToPb(c: Channel): PbChannel {
+  return PbChannel[c.toUpperCase() as keyof typeof PbChannel];
+}
+
+export function priorityToPb(p: Priority): PbPriority {
+  return PbPriority[p.toUpperCase() as keyof typeof PbPriority];
+}
+
+export function statusToPb(s: Status): PbStatus {
+  return PbStatus[s];
+}
+
+/**
+ * The domain values of a repeated enum filter field. An UNSPECIFIED or unknown value adds a
+ * violation naming `field` (and is left out).
+ */
+function enumFilterFromPb<T extends string>(
+  e: Record<number, string>,
+  values: readonly number[],
+  field: string,
+  toDomain: (name: string) => T,
+  violations: FieldViolation[],
+): T[] {
+  const out: T[] = [];
+  for (const v of values) {
+    const name = e[v];
+    if (v === 0 || name === undefined) {
+      violations.push({ field, description: `must be defined values (got ${v})` });
+      return [];
+    }
+    out.push(toDomain(name));
+  }
+  return out;
+}
+
+const statusFromName = (name: string) => name as Status;
+const channelFromName = (name: string) => name.toLowerCase() as Channel;
+
+export function dateFromPb(ts: Timestamp | undefined): Date | null {
+  if (ts === undefined) return null;
+  // Outside the Timestamp range (years 1-9999) counts as unparseable.
+  if (
+    ts.seconds < -62135596800n ||
+    ts.seconds > 253402300799n ||
+    ts.nanos < 0 ||
+    ts.nanos > 999_999_999
+  ) {
+    return new Date(Number.NaN);
+  }
+  return timestampDate(ts);
+}
+
+export function sendInputFromPb(req: SendRequest): SendInput {
+  return {
+    userId: req.userId,
+    channel: channelFromPb(req.channel),
+    content: req.content
+      ? {
+          subject: req.content.subject,
+          body: req.content.body,
+          html: req.content.html,
+          title: req.content.title,
+          data: req.content.data,
+        }
+      : null,
+    to: req.to,
+    idempotencyKey: req.idempotencyKey,
+    priority: enumName(PbPriority, req.priority),
+    category: req.category,
+    sendAt: dateFromPb(req.sendAt),
+    metadata: req.metadata,
+    correlationId: req.correlationId,
+  };
+}
+
+const ts = (d: Date | null) => (d === null ? undefined : timestampFromDate(d));
+
+export function notificationToPb(n: Notification): PbNotification {
+  return create(NotificationSchema, {
+    id: n.id,
+    userId: n.userId,
+    channel: channelToPb(n.channel),
+    status: statusToPb(n.status),
+    priority: priorityToPb(n.priority),
+    category: n.category ?? '',
+    content: {
+      subject: n.content.subject ?? '',
+      body: n.content.body ?? '',
+      html: n.content.html ?? '',
+      title: n.content.title ?? '',
+      data: n.content.data ?? {},
+    },
+    to: n.to ?? '',
+    idempotencyKey: n.idempotencyKey ?? '',
+    correlationId: n.correlationId ?? '',
+    metadata: n.metadata,
+    attempt: n.attempt,
+    sendAt: ts(n.sendAt),
+    createdAt: ts(n.createdAt),
+    updatedAt: ts(n.updatedAt),
+    deliveredAt: ts(n.deliveredAt),
+    nextAttemptAt: ts(n.nextAttemptAt),
+    provider: n.provider ?? '',
+    providerMessageId: n.providerMessageId ?? '',
+    lastError: n.lastError ?? '',
+    version: BigInt(n.version),
+  });
+}
+
+export function eventToPb(e: NotificationEvent): PbNotificationEvent {
+  return create(NotificationEventSchema, {
+    time: timestampFromDate(e.time),
+    status: statusToPb(e.status),
+    attempt: e.attempt,
+    provider: e.provider ?? '',
+    error: e.error ?? '',
+    version: BigInt(e.version),
+  });
+}
+
+/** A timestamp filter field; an unrepresentable value adds a violation naming `field`. */
+function dateFilterFromPb(
+  ts: Timestamp | undefined,
+  field: string,
+  violations: FieldViolation[],
+): Date | null {
+  const d = dateFromPb(ts);
+  if (d !== null && Number.isNaN(d.getTime())) {
+    violations.push({ field, description: 'must be a valid timestamp' });
+    return null;
+  }
+  return d;
+}
+
+/** The list query of a request; throws ValidationError naming every bad filter field. */
+export function listInputFromPb(req: ListNotificationsRequest): ListInput {
+  const v: FieldViolation[] = [];
+  const input: ListInput = {
+    userId: req.userId,
+    statuses: enumFilterFromPb(PbStatus, req.statuses, 'statuses', statusFromName, v),
+    channels: enumFilterFromPb(PbChannel, req.channels, 'channels', channelFromName, v),
+    createdAfter: dateFilterFromPb(req.createdAfter, 'created_after', v),
+    createdBefore: dateFilterFromPb(req.createdBefore, 'created_before', v),
+    pageSize: req.pageSize,
+    pageToken: req.pageToken,
+  };
+  if (v.length > 0) throw new ValidationError(v);
+  return input;
+}
+
+/** The watch target of a request; throws ValidationError for a missing target or bad statuses. */
+export function watchTargetFromPb(req: WatchNotificationsRequest): WatchTarget {
+  const t = req.target;
+  const v: FieldViolation[] = [];
+  const statuses = enumFilterFromPb(PbStatus, req.statuses, 'statuses', statusFromName, v);
+  if (t.case === undefined) {
+    v.push({ field: 'target', description: 'notification_id or user_id is required' });
+  }
+  if (t.case === undefined || v.length > 0) throw new ValidationError(v);
+  return t.case === 'notificationId'
+    ? {
+        notificationId: t.value,
+        afterVersion: req.afterVersion === undefined ? null : Number(req.afterVersion),
+        statuses,
+      }
+    : { userId: t.value, initialCount: req.initialCount, statuses };
+}

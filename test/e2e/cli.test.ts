@@ -1,0 +1,134 @@
+/**
+ * The `herald` command's failure modes: each is one line on stderr naming the problem (and how to
+ * fix it), never a stack trace.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  adminQuery,
+  createTestDatabase,
+  databaseUrl,
+  type TestDatabase,
+} from '../support/postgres.js';
+
+const cli = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stderr: string;
+}
+
+function herald(args: string[], env: Record<string, string>): Promise<Run> {
+  // Only PATH from the outside: no HERALD_* variable of the caller may leak in.
+  const childEnv = { PATH: process.env.PATH ?? '', HERALD_LOG_LEVEL: 'warn', ...env };
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      { env: childEnv, timeout: 30_000 },
+      (err, _out, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null;
+        resolve({ code, stderr: stderr.trim() });
+      },
+    );
+  });
+}
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+describe('herald', () => {
+  it('prints one line naming PostgreSQL and how to start it when the database is unreachable', async () => {
+    const run = await herald(['api'], {
+      HERALD_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/herald',
+    });
+
+    expect(run.code).toBe(1);
+    expect(run.stderr.split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(
+      /cannot reach PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/herald/,
+    );
+    expect(run.stderr).toContain('pg_ctlcluster');
+  });
+
+  it('prints one line naming NATS and how to start it when NATS is unreachable', async () => {
+    const run = await herald(['worker', '--channels', 'email'], {
+      HERALD_DATABASE_URL: db.url,
+      HERALD_NATS_URL: 'nats://127.0.0.1:1',
+      HERALD_ADMIN_PORT: '0',
+    });
+
+    expect(run.code).toBe(1);
+    expect(run.stderr.split('\n')).toHaveLength(1);
+    expect(run.stderr).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:1/);
+    expect(run.stderr).toContain('nats-server');
+  });
+
+  it('lists every bad variable when the configuration is invalid', async () => {
+    const run = await herald(['api'], { HERALD_API_H2C_PORT: 'http', HERALD_ENV: 'staging' });
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('invalid configuration');
+    expect(run.stderr).toContain('HERALD_API_H2C_PORT');
+    expect(run.stderr).toContain('HERALD_ENV');
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('says to run herald migrate when the database does not exist', async () => {
+    const run = await herald(['scheduler'], {
+      HERALD_DATABASE_URL: databaseUrl(`herald_missing_${randomBytes(4).toString('hex')}`),
+      HERALD_ADMIN_PORT: '0',
+    });
+
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      /^herald: database herald_missing_\w+ does not exist; .*herald migrate/,
+    );
+  });
+
+  it('refuses to start against a database whose schema is behind', async () => {
+    const name = `herald_empty_${randomBytes(4).toString('hex')}`;
+    await adminQuery(`create database ${name}`);
+    try {
+      const run = await herald(['scheduler'], {
+        HERALD_DATABASE_URL: databaseUrl(name),
+        HERALD_ADMIN_PORT: '0',
+      });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(
+        'herald: the database schema is behind (1 migration(s) pending); run `herald migrate`',
+      );
+    } finally {
+      await adminQuery(`drop database if exists ${name} with (force)`);
+    }
+  });
+
+  it('creates and migrates the database, then changes nothing on a second run, when migrating', async () => {
+    const name = `herald_migrate_${randomBytes(4).toString('hex')}`;
+    try {
+      const env = { HERALD_DATABASE_URL: databaseUrl(name) };
+      expect(await herald(['migrate'], env)).toMatchObject({ code: 0 });
+      expect(await herald(['migrate'], env)).toMatchObject({ code: 0 });
+      const run = await herald(['scheduler'], { ...env, HERALD_NATS_URL: 'nats://127.0.0.1:1' });
+      // Past the schema check: the next dependency is what fails.
+      expect(run.stderr).toContain('cannot reach NATS');
+    } finally {
+      await adminQuery(`drop database if exists ${name} with (force)`);
+    }
+  });
+
+  it('exits 2 with the usage when the command is unknown', async () => {
+    const run = await herald(['frobnicate'], {});
+
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("unknown command 'frobnicate'");
+    expect(run.stderr).toContain('usage: herald <command>');
+  });
+});

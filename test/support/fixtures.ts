@@ -1,0 +1,36 @@
+/** Domain objects for tests that write to the store directly. */
+import { uuidv7 } from '../../src/domain/ids.js';
+import type { Notification } from '../../src/domain/notification.js';
+
+/** A new PENDING email notification of tenant `t1`, user `u1`, created now; override any field. */
+export function draftNotification(overrides: Partial<Notification> = {}): Notification {
+  const at = overrides.createdAt ?? new Date();
+  return {
+    id: uuidv7(),
+    tenantId: 't1',
+    userId: 'u1',
+    channel: 'email',
+    priority: 'normal',
+    category: null,
+    content: { subject: 's', body: 'b' },
+    to: 'a@example.com',
+    idempotencyKey: null,
+    correlationId: null,
+    metadata: {},
+    status: 'PENDING',
+    attempt: 0,
+    version: 1,
+    generation: 1,
+    sendAt: null,
+    createdAt: at,
+    updatedAt: at,
+    deliveredAt: null,
+    nextAttemptAt: null,
+    leaseUntil: null,
+    publishedAt: null,
+    provider: null,
+    providerMessageId: null,
+    lastError: null,
+    ...overrides,
+  };
+}

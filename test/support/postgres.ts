@@ -1,0 +1,58 @@
+/**
+ * A database per test file, cloned from a template that global setup migrated once.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/** The server tests use; `HERALD_TEST_POSTGRES_URL` overrides. */
+export const POSTGRES_URL =
+  process.env.HERALD_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/** Set by global setup: one template per test run, so concurrent runs do not collide. */
+export function templateDb(): string {
+  const name = process.env.HERALD_TEST_TEMPLATE_DB;
+  if (name === undefined)
+    throw new Error('HERALD_TEST_TEMPLATE_DB is not set: global setup did not run');
+  return name;
+}
+
+export function databaseUrl(name: string): string {
+  const u = new URL(POSTGRES_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  /** A small pool for assertions on the stored rows. */
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `herald_t_${randomBytes(6).toString('hex')}`;
+  await adminQuery(`create database ${name} template ${templateDb()}`);
+  const url = databaseUrl(name);
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  // drop() terminates connections still closing after pool.end(); that is expected, not a failure.
+  pool.on('error', () => undefined);
+  return {
+    name,
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      await adminQuery(`drop database if exists ${name} with (force)`);
+    },
+  };
+}
