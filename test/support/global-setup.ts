@@ -12,7 +12,10 @@ const template = `herald_template_${randomBytes(4).toString('hex')}`;
 export async function setup(): Promise<void> {
   process.env.HERALD_TEST_TEMPLATE_DB = template;
   await adminQuery(`create database ${template}`);
-  const db = await openDatabase({ url: databaseUrl(template), poolSize: 1 }, pino({ level: 'warn' }));
+  const db = await openDatabase(
+    { url: databaseUrl(template), poolSize: 1 },
+    pino({ level: 'warn' }),
+  );
   try {
     await migrate(db);
   } finally {
