@@ -48,8 +48,11 @@ export async function openDatabase(options: PostgresOptions, logger: Logger): Pr
     const pool: pg.Pool = await orm.em.getConnection().getNativeClient();
     // An idle connection that PostgreSQL terminates (restart, failover, admin command) emits
     // 'error' on the pool; unhandled, that would crash the process. The pool replaces it on next use.
-    pool.on('error', (err) => {
-      logger.warn({ err }, 'an idle PostgreSQL connection was closed; it is replaced on next use');
+    pool.on('error', (err: Error & { code?: string }) => {
+      logger.warn(
+        { code: err.code, reason: err.message },
+        'an idle PostgreSQL connection was closed; it is replaced on next use',
+      );
     });
     const client = await pool.connect();
     client.release();
