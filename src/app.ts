@@ -9,10 +9,10 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Config } from './config.js';
 import { CHANNELS, LANES_BY_URGENCY, type Channel } from './domain/notification.js';
 import { createNotifications, type Notifications } from './domain/notifications.js';
-import type { Provider } from './domain/ports.js';
 import { connectNats } from './infra/nats/connection.js';
+import { createDeadLetterSink } from './infra/nats/dead-letters.js';
 import { createJobPublisher, decodeJob, getJobConsumer } from './infra/nats/job-queue.js';
-import type { NatsLayout } from './infra/nats/layout.js';
+import { ADVISORY_CONSUMER, advisoryStreamName, type NatsLayout } from './infra/nats/layout.js';
 import { createStatusBus } from './infra/nats/status-bus.js';
 import { ensureStreams } from './infra/nats/streams.js';
 import { createNotificationStore } from './infra/postgres/notification-store.js';
@@ -24,8 +24,8 @@ import {
   type Database,
 } from './infra/postgres/orm.js';
 import type { Logger } from './logger.js';
-import { createInAppProvider } from './providers/in-app.js';
-import { createLogProvider } from './providers/log.js';
+import { providerEntriesFor } from './providers/registry.js';
+import { createMaxDeliveriesHandler } from './scheduler/max-deliveries.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
 import { createApiServer, listenProbes, type ReadinessReport } from './server/api-server.js';
 import {
@@ -33,6 +33,7 @@ import {
   type ChannelWorker,
   type CrashPoint,
 } from './workers/channel-worker.js';
+import { createProviderChain } from './workers/provider-chain.js';
 
 export type Role = 'api' | 'worker' | 'scheduler';
 
@@ -103,10 +104,12 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       ackWaitMs: config.worker.ackWaitMs,
       maxDeliver: config.worker.maxDeliver,
       replicas: config.nats.replicas,
+      deadLetterMaxAgeMs: config.worker.deadLetterMaxAgeMs,
     });
     const js = jetstream(nc);
     const store = createNotificationStore(db.pool);
     const events = createStatusBus(nc, layout, { logger });
+    const deadLetters = createDeadLetterSink(js, jsm, layout, logger);
     const notifications = createNotifications({
       store,
       queue: createJobPublisher(js, layout),
@@ -145,7 +148,20 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
 
     if (roles.includes('worker')) {
       const workers: ChannelWorker[] = [];
-      for (const channel of options.channels ?? config.worker.channels) {
+      const channels = options.channels ?? config.worker.channels;
+      // Built before anything starts, so a provider misconfiguration stops the process at once.
+      const chains = channels.map((channel) =>
+        createProviderChain(
+          providerEntriesFor(channel, config.providers, {
+            breaker: config.worker.breaker,
+            concurrency: config.worker.concurrency,
+            logFile: config.logProviderFile,
+            allowLogFallback: config.env !== 'production',
+          }),
+          logger.child({ channel }),
+        ),
+      );
+      for (const [i, channel] of channels.entries()) {
         const lanes = await Promise.all(
           LANES_BY_URGENCY.map(async (lane) => ({
             lane,
@@ -157,7 +173,8 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
           lanes,
           decodeJob,
           store,
-          provider: providerFor(channel, config.logProviderFile),
+          providers: chains[i] as (typeof chains)[number],
+          deadLetters,
           events,
           logger: logger.child({ channel }),
           retry: config.worker.retry,
@@ -172,9 +189,13 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         workers.push(worker);
       }
       closers.push(async () => {
-        await Promise.all(workers.map((w) => w.stop()));
+        // Half the shutdown budget for in-flight deliveries; the rest releases and closes.
+        await Promise.all(workers.map((w) => w.stop(config.shutdownTimeoutMs / 2)));
       });
-      logger.info({ channels: options.channels ?? config.worker.channels }, 'workers started');
+      logger.info(
+        { channels, providers: Object.fromEntries(channels.map((c, i) => [c, chains[i]?.names])) },
+        'workers started',
+      );
     }
 
     let adminPort: number | null = null;
@@ -194,9 +215,23 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         intervalMs: config.scheduler.intervalMs,
         outboxGraceMs: config.scheduler.outboxGraceMs,
         staleAfterMs: config.scheduler.staleAfterMs,
+        maxAttempts: config.worker.retry.maxAttempts,
+        deadLetters,
       });
       s.start();
       closers.push(() => s.stop());
+      const maxDeliveries = createMaxDeliveriesHandler({
+        consumer: await js.consumers.get(advisoryStreamName(layout), ADVISORY_CONSUMER),
+        jsm,
+        store,
+        events,
+        deadLetters,
+        dispatch: notifications.dispatch,
+        maxAttempts: config.worker.retry.maxAttempts,
+        logger,
+      });
+      maxDeliveries.start();
+      closers.push(() => maxDeliveries.stop());
       scheduler = s;
       logger.info({ intervalMs: config.scheduler.intervalMs }, 'scheduler started');
     }
@@ -206,11 +241,4 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     await closeAll();
     throw err;
   }
-}
-
-/** The provider for a channel. Until real providers are configured, everything but in_app logs. */
-function providerFor(channel: Channel, logFile: string | null): Provider {
-  return channel === 'in_app'
-    ? createInAppProvider()
-    : createLogProvider({ file: logFile ?? undefined });
 }

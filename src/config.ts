@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { CHANNELS, type Channel } from './domain/notification.js';
+import { readProvidersConfig, type ProvidersConfig } from './providers/registry.js';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const bool = (def: boolean) =>
@@ -58,6 +59,12 @@ const schema = z.object({
   HERALD_RETRY_CAP_MS: int(300_000, 1),
   HERALD_RETRY_MAX_ATTEMPTS: int(6, 1),
   HERALD_PROVIDER_TIMEOUT_MS: int(10_000, 100),
+  /** Providers per channel (JSON; see src/providers/registry.ts and the README). */
+  HERALD_PROVIDERS_FILE: z.string().default(''),
+  HERALD_PROVIDERS: z.string().default(''),
+  HERALD_BREAKER_FAILURES: int(5, 1),
+  HERALD_BREAKER_COOLDOWN_MS: int(60_000, 0),
+  HERALD_DLQ_MAX_AGE_MS: int(30 * 86_400_000, 60_000),
   HERALD_SWEEP_INTERVAL_MS: int(1_000, 50),
   HERALD_OUTBOX_GRACE_MS: int(5_000, 0),
   HERALD_STALE_AFTER_MS: int(300_000, 1_000),
@@ -65,7 +72,9 @@ const schema = z.object({
   HERALD_MIGRATE_ON_START: bool(true),
   HERALD_LOG_PROVIDER_FILE: z.string().default(''),
   /** Test-only fault injection (honoured only when HERALD_ENV=test): crash at a worker step. */
-  HERALD_TEST_CRASH_AT: z.enum(['', 'after-claim', 'during-provider', 'after-commit']).default(''),
+  HERALD_TEST_CRASH_AT: z
+    .enum(['', 'after-claim', 'during-provider', 'after-provider', 'after-commit'])
+    .default(''),
 });
 
 export type Env = z.infer<typeof schema>;
@@ -92,11 +101,15 @@ export interface Config {
     duplicateWindowMs: number;
     providerTimeoutMs: number;
     retry: { baseMs: number; factor: number; capMs: number; maxAttempts: number };
+    breaker: { failures: number; cooldownMs: number };
+    deadLetterMaxAgeMs: number;
     crashAt: Env['HERALD_TEST_CRASH_AT'];
   };
   scheduler: { intervalMs: number; outboxGraceMs: number; staleAfterMs: number };
   /** Where the log provider writes deliveries; null for stdout. */
   logProviderFile: string | null;
+  /** Providers per channel, in failover order; unconfigured channels use the log provider. */
+  providers: ProvidersConfig;
   shutdownTimeoutMs: number;
 }
 
@@ -113,15 +126,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     Object.entries(env).filter(([k, v]) => k.startsWith('HERALD_') && v !== undefined && v !== ''),
   );
   const parsed = schema.safeParse(cleaned);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
-  }
+  // Provider entries may name other variables (`${SMTP_PASSWORD}`), so they see the whole env.
+  const providers = readProvidersConfig(env);
+  const problems = [
+    ...(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)),
+    ...providers.problems,
+  ];
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
-  if (e.HERALD_ACK_WAIT_MS <= e.HERALD_PROVIDER_TIMEOUT_MS) {
-    throw new ConfigError([
-      'HERALD_ACK_WAIT_MS: must be greater than HERALD_PROVIDER_TIMEOUT_MS (a slow provider call must not outlive its message)',
-    ]);
-  }
   return {
     env: e.HERALD_ENV,
     logLevel: e.HERALD_LOG_LEVEL,
@@ -158,6 +170,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         capMs: e.HERALD_RETRY_CAP_MS,
         maxAttempts: e.HERALD_RETRY_MAX_ATTEMPTS,
       },
+      breaker: { failures: e.HERALD_BREAKER_FAILURES, cooldownMs: e.HERALD_BREAKER_COOLDOWN_MS },
+      deadLetterMaxAgeMs: e.HERALD_DLQ_MAX_AGE_MS,
       crashAt: e.HERALD_ENV === 'test' ? e.HERALD_TEST_CRASH_AT : '',
     },
     scheduler: {
@@ -166,6 +180,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       staleAfterMs: e.HERALD_STALE_AFTER_MS,
     },
     logProviderFile: e.HERALD_LOG_PROVIDER_FILE === '' ? null : e.HERALD_LOG_PROVIDER_FILE,
+    providers: providers.config,
     shutdownTimeoutMs: e.HERALD_SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -30,12 +30,16 @@ const TRANSITIONS: Record<Status, readonly Status[]> = {
   PENDING: ['PROCESSING', 'SCHEDULED', 'CANCELLED', 'SUPPRESSED'],
   SCHEDULED: ['PENDING', 'CANCELLED', 'SUPPRESSED'],
   PROCESSING: ['DELIVERED', 'RETRYING', 'FAILED'],
-  RETRYING: ['PROCESSING', 'CANCELLED'],
+  RETRYING: ['PROCESSING', 'FAILED', 'CANCELLED'],
   DELIVERED: [],
-  FAILED: [],
+  // A replay from the dead letters starts the notification over under a new generation.
+  FAILED: ['PENDING'],
   CANCELLED: [],
   SUPPRESSED: [],
 };
+
+/** Where delivery ends. FAILED is terminal too: only an explicit replay moves it on. */
+const TERMINAL: readonly Status[] = ['DELIVERED', 'FAILED', 'CANCELLED', 'SUPPRESSED'];
 
 /** The statuses from which `to` may be entered; storage makes its updates conditional on them. */
 export function statusesLeadingTo(to: Status): Status[] {
@@ -44,7 +48,7 @@ export function statusesLeadingTo(to: Status): Status[] {
 
 /** True for the statuses a notification never leaves. */
 export function isTerminal(status: Status): boolean {
-  return TRANSITIONS[status].length === 0;
+  return TERMINAL.includes(status);
 }
 
 /** The message itself; which parts are required depends on the channel. */
@@ -72,6 +76,11 @@ export interface Notification {
   status: Status;
   /** Delivery attempts started so far; the fencing token for every worker write. */
   attempt: number;
+  /**
+   * Attempts that do not count against the retry budget: those before the last replay, and those
+   * that reached no provider (every circuit open). The budget is `attempt - attemptFloor`.
+   */
+  attemptFloor: number;
   /** Increases by one with every status change. */
   version: number;
   /** Bumped when the notification is re-published under a new message id (replay, reconcile). */
@@ -86,6 +95,8 @@ export interface Notification {
   provider: string | null;
   providerMessageId: string | null;
   lastError: string | null;
+  /** When it entered the dead letters (FAILED); null once replayed or purged. */
+  deadLetteredAt: Date | null;
 }
 
 /** One entry of a notification's status history. */
@@ -96,5 +107,7 @@ export interface NotificationEvent {
   attempt: number;
   provider: string | null;
   error: string | null;
+  /** The notification's generation when it changed (a replay starts a new one). */
+  generation: number;
   time: Date;
 }

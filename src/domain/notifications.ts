@@ -10,6 +10,7 @@ import {
 } from './errors.js';
 import { isUuid, uuidv7 } from './ids.js';
 import type { Channel, Notification, NotificationEvent, Status } from './notification.js';
+import { decodePageToken, encodePageToken } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { StatusEvent } from './status-event.js';
 import { validateSend, type SendCommand, type SendInput } from './validation.js';
@@ -124,7 +125,8 @@ export function createNotifications(deps: NotificationsDeps) {
       violations.push({ field: 'user_id', description: 'must be at most 128 characters' });
     if (input.createdAfter && input.createdBefore && input.createdAfter >= input.createdBefore)
       violations.push({ field: 'created_before', description: 'must be after created_after' });
-    const before = input.pageToken === '' ? null : decodePageToken(input.pageToken);
+    const before =
+      input.pageToken === '' ? null : decodePageToken('notifications', input.pageToken);
     if (before === undefined)
       violations.push({ field: 'page_token', description: 'is not a token this API returned' });
     if (violations.length > 0) throw new ValidationError(violations);
@@ -135,13 +137,15 @@ export function createNotifications(deps: NotificationsDeps) {
       channels: input.channels,
       createdAfter: input.createdAfter,
       createdBefore: input.createdBefore,
-      before: before ?? null,
+      before: before ? { createdAt: before.at, id: before.id } : null,
       limit: limit + 1,
     });
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     const nextPageToken =
-      rows.length > limit && last !== undefined ? encodePageToken(last.createdAt, last.id) : '';
+      rows.length > limit && last !== undefined
+        ? encodePageToken('notifications', { at: last.createdAt, id: last.id })
+        : '';
     return { notifications: page, nextPageToken };
   }
 
@@ -277,6 +281,7 @@ export function eventOf(
       attempt: n.attempt,
       provider,
       error,
+      generation: n.generation,
       time: n.updatedAt,
     },
   };
@@ -290,6 +295,7 @@ function stateAt(n: Notification, e: NotificationEvent): StatusEvent {
       status: e.status,
       version: e.version,
       attempt: e.attempt,
+      generation: e.generation,
       updatedAt: e.time,
     },
     event: e,
@@ -311,6 +317,7 @@ function newNotification(tenantId: string, cmd: SendCommand, at: Date): Notifica
     metadata: cmd.metadata,
     status: cmd.sendAt === null ? 'PENDING' : 'SCHEDULED',
     attempt: 0,
+    attemptFloor: 0,
     version: 1,
     generation: 1,
     sendAt: cmd.sendAt,
@@ -323,6 +330,7 @@ function newNotification(tenantId: string, cmd: SendCommand, at: Date): Notifica
     provider: null,
     providerMessageId: null,
     lastError: null,
+    deadLetteredAt: null,
   };
 }
 
@@ -335,7 +343,8 @@ function canonicalSend(cmd: SendCommand): string {
   );
 }
 
-function requireUuid(id: string, field: string): void {
+/** Throws ValidationError naming `field` unless `id` is a UUID. */
+export function requireUuid(id: string, field: string): void {
   if (id === '') throw new ValidationError([{ field, description: 'is required' }]);
   if (!isUuid(id)) throw new ValidationError([{ field, description: 'must be a UUID' }]);
 }
@@ -352,24 +361,6 @@ function validateWatch(target: WatchTarget): void {
     if (target.initialCount < 0 || target.initialCount > WATCH_INITIAL_MAX)
       v.push({ field: 'initial_count', description: `must be 0 to ${WATCH_INITIAL_MAX}` });
     if (v.length > 0) throw new ValidationError(v);
-  }
-}
-
-function encodePageToken(createdAt: Date, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
-}
-
-/** The keyset position in a token; undefined when the token is not one of ours. */
-function decodePageToken(token: string): { createdAt: Date; id: string } | undefined {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    if (!Array.isArray(parsed) || parsed.length !== 2) return undefined;
-    const [at, id] = parsed as unknown[];
-    if (typeof at !== 'string' || typeof id !== 'string' || !isUuid(id)) return undefined;
-    const createdAt = new Date(at);
-    return Number.isNaN(createdAt.getTime()) ? undefined : { createdAt, id };
-  } catch {
-    return undefined;
   }
 }
 

@@ -40,7 +40,27 @@ export interface AttemptOutcome {
   providerMessageId: string | null;
   error: string | null;
   nextAttemptAt: Date | null;
+  /** False when no provider was called (every circuit open): not charged to the retry budget. */
+  counted?: boolean;
 }
+
+export interface DeadLetterQuery {
+  ids: readonly string[] | null;
+  channels: readonly Channel[];
+  /** Case-insensitive substring of the last error. */
+  errorContains: string | null;
+  /** Dead-lettered at or after. */
+  after: Date | null;
+  /** Dead-lettered before. */
+  before: Date | null;
+  /** Keyset position: rows strictly older than this pair. */
+  cursor: { deadLetteredAt: Date; id: string } | null;
+  limit: number;
+}
+
+export type MaxDeliveredResult =
+  | { action: 'failed' | 'revived'; notification: Notification }
+  | { action: 'none'; notification: null };
 
 /** The source of truth. Every update is conditional on the state it expects. */
 export interface NotificationStore {
@@ -70,8 +90,26 @@ export interface NotificationStore {
   unpublished(olderThan: Date, limit: number): Promise<Notification[]>;
   /** SCHEDULED rows due at `now` -> PENDING (unpublished), returned. */
   releaseDue(now: Date, limit: number): Promise<Notification[]>;
-  /** PROCESSING rows whose lease expired -> RETRYING under a new generation (unpublished), returned. */
-  reclaimExpired(now: Date, limit: number): Promise<Notification[]>;
+  /**
+   * PROCESSING rows whose lease expired -> RETRYING under a new generation (unpublished), or
+   * FAILED (dead-lettered) when that was the last attempt of `maxAttempts`; returned.
+   */
+  reclaimExpired(now: Date, limit: number, maxAttempts: number): Promise<Notification[]>;
+  /**
+   * The queue gave up on this notification's job (max deliveries). With its retry budget spent it
+   * fails (dead-lettered); with budget left and waiting for a worker it gets a new generation,
+   * unpublished; otherwise (a worker holds it, or it is done) nothing changes.
+   */
+  settleMaxDelivered(id: string, maxAttempts: number): Promise<MaxDeliveredResult>;
+  /** Dead letters (FAILED, not purged), newest first. */
+  deadLetters(tenantId: string, query: DeadLetterQuery): Promise<Notification[]>;
+  /**
+   * Dead letters (FAILED, not purged) -> PENDING under a new generation with a fresh retry budget
+   * (unpublished), returned. Other rows are left alone, so replaying twice replays once.
+   */
+  replay(tenantId: string, ids: readonly string[]): Promise<Notification[]>;
+  /** Takes FAILED rows off the dead-letter list (they stay FAILED); the rows taken, returned. */
+  purgeDeadLetters(tenantId: string, ids: readonly string[]): Promise<Notification[]>;
   /**
    * PENDING or RETRYING rows last published (and, if retrying, due) before `olderThan`, that no
    * worker has picked up since: the queue lost or gave up on their message. They get a new
@@ -114,8 +152,29 @@ export interface DeliveryResult {
   providerMessageId?: string;
 }
 
-/** A delivery provider for one channel. Throws TransientDeliveryError / PermanentDeliveryError. */
+/**
+ * A delivery provider for one channel. Throws TransientDeliveryError / PermanentDeliveryError;
+ * anything else counts as transient. Must stop work when `signal` aborts (the attempt timed out).
+ */
 export interface Provider {
   readonly name: string;
   deliver(notification: Notification, signal: AbortSignal): Promise<DeliveryResult>;
+  /** Releases pooled connections; called once at shutdown. */
+  close?(): Promise<void>;
+}
+
+/** Where a dead-lettered job came from on the work queue, when known. */
+export interface DeadLetterOrigin {
+  subject: string;
+  sequence: number;
+}
+
+/**
+ * Copies of dead letters on the queue side (the dead-letter stream), for operators' tools. The
+ * record is the FAILED row in the store; a copy that fails to write is logged, not retried.
+ */
+export interface DeadLetterSink {
+  add(notification: Notification, origin: DeadLetterOrigin | null): Promise<void>;
+  /** Drops the copies of these notifications (replayed or purged). */
+  remove(notifications: readonly Pick<Notification, 'id' | 'channel'>[]): Promise<void>;
 }

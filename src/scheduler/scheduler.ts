@@ -4,14 +4,14 @@
  *
  * - due: SCHEDULED rows whose send_at has come -> PENDING, published;
  * - reclaim: PROCESSING rows whose lease expired (the worker died) -> RETRYING under a new
- *   generation, published;
+ *   generation, published; or FAILED and dead-lettered when that was the last attempt;
  * - outbox: PENDING / RETRYING rows whose publish was never confirmed -> published again;
  * - stale: PENDING / RETRYING rows published long ago that no worker picked up (the queue lost the
  *   message, or gave up on it after max_deliver) -> a new generation, published again.
  */
 import type { Notification } from '../domain/notification.js';
 import { eventOf } from '../domain/notifications.js';
-import type { Logger, NotificationStore, StatusEvents } from '../domain/ports.js';
+import type { DeadLetterSink, Logger, NotificationStore, StatusEvents } from '../domain/ports.js';
 
 export interface SchedulerDeps {
   store: NotificationStore;
@@ -24,6 +24,9 @@ export interface SchedulerDeps {
   outboxGraceMs: number;
   /** How long a published row may wait for a worker before it is published again. */
   staleAfterMs: number;
+  /** The retry budget: a lost worker's last attempt leaves a dead letter. */
+  maxAttempts: number;
+  deadLetters: DeadLetterSink;
   batchSize?: number;
   now?: () => Date;
 }
@@ -31,6 +34,7 @@ export interface SchedulerDeps {
 export interface SweepCounts {
   released: number;
   reclaimed: number;
+  failed: number;
   revived: number;
   republished: number;
 }
@@ -51,8 +55,14 @@ export function createScheduler(deps: SchedulerDeps) {
   async function sweep(): Promise<SweepCounts> {
     const at = now();
     const released = await store.releaseDue(at, limit);
-    const reclaimed = await store.reclaimExpired(at, limit);
-    for (const n of [...released, ...reclaimed]) events.publish(eventOf(n, null, n.lastError));
+    const changed = await store.reclaimExpired(at, limit, deps.maxAttempts);
+    for (const n of [...released, ...changed]) events.publish(eventOf(n, null, n.lastError));
+    const failed = changed.filter((n) => n.status === 'FAILED');
+    for (const n of failed) await deps.deadLetters.add(n, null);
+    if (failed.length > 0) {
+      logger.warn({ count: failed.length }, 'dead-lettered notifications lost on their last attempt');
+    }
+    const reclaimed = changed.filter((n) => n.status !== 'FAILED');
     if (reclaimed.length > 0) {
       logger.warn(
         { count: reclaimed.length },
@@ -77,6 +87,7 @@ export function createScheduler(deps: SchedulerDeps) {
     return {
       released: released.length,
       reclaimed: reclaimed.length,
+      failed: failed.length,
       revived: revived.length,
       republished: stale.length,
     };

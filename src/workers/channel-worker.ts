@@ -1,24 +1,39 @@
 /**
  * The generic channel loop: pull jobs from each lane's consumer, claim the notification with a
- * fenced conditional update, deliver through the channel's provider, record the outcome, publish
- * the status event, then ack / nak(delay) / term as decideDelivery says.
+ * fenced conditional update, deliver through the channel's providers, record the outcome, publish
+ * the status event, then ack / nak(delay) / term as decideDelivery says. Higher lanes get free
+ * delivery slots first; while every provider's circuit is open nothing is claimed.
  */
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { decideDelivery, type RetryPolicy } from '../domain/delivery-decision.js';
 import { TransientDeliveryError } from '../domain/errors.js';
-import { isTerminal, type Channel, type Lane, type Notification } from '../domain/notification.js';
+import {
+  LANES_BY_URGENCY,
+  isTerminal,
+  type Channel,
+  type Lane,
+  type Notification,
+} from '../domain/notification.js';
 import { eventOf } from '../domain/notifications.js';
-import type { Job, Logger, NotificationStore, Provider, StatusEvents } from '../domain/ports.js';
+import type {
+  DeadLetterSink,
+  Job,
+  Logger,
+  NotificationStore,
+  StatusEvents,
+} from '../domain/ports.js';
+import type { ChainOutcome, ProviderChain } from './provider-chain.js';
 
 /** Where a test may make the process die (kill -9) to prove nothing is lost. */
-export type CrashPoint = 'after-claim' | 'during-provider' | 'after-commit';
+export type CrashPoint = 'after-claim' | 'during-provider' | 'after-provider' | 'after-commit';
 
 export interface ChannelWorkerDeps {
   channel: Channel;
   lanes: readonly { lane: Lane; consumer: Consumer }[];
   decodeJob: (msg: JsMsg, channel: Channel, lane: Lane) => Job;
   store: NotificationStore;
-  provider: Provider;
+  providers: ProviderChain;
+  deadLetters: DeadLetterSink;
   events: StatusEvents;
   logger: Logger;
   retry: RetryPolicy;
@@ -32,8 +47,12 @@ export interface ChannelWorkerDeps {
 
 export interface ChannelWorker {
   start(): void;
-  /** Stops pulling, lets in-flight deliveries finish, and resolves when they have. */
-  stop(): Promise<void>;
+  /**
+   * Stops pulling and lets in-flight deliveries finish; those still running after `graceMs` are
+   * aborted and released for another worker (not charged to their retry budget). Resolves when
+   * every message is settled.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -46,31 +65,44 @@ function infraRetryMs(msg: JsMsg): number {
 }
 
 export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
-  const { store, provider, events, logger, channel } = deps;
+  const { store, providers, events, logger, channel } = deps;
   const crash = deps.crash ?? (() => undefined);
   const subscriptions: ConsumerMessages[] = [];
   const loops: Promise<void>[] = [];
   const handling = new Set<Promise<void>>();
-  let slotWaiters: (() => void)[] = [];
+  /** Aborts the provider calls in flight (shutdown past its grace period). */
+  const inFlight = new Set<AbortController>();
   let stopping = false;
 
-  async function acquireSlot(): Promise<void> {
-    while (handling.size >= deps.concurrency) {
-      await new Promise<void>((resolve) => slotWaiters.push(resolve));
+  // Delivery slots, handed over directly to the most urgent lane waiting for one: a flood of low
+  // never keeps a critical job waiting for more than one slot to free up.
+  let active = 0;
+  const waiting = new Map<Lane, (() => void)[]>(LANES_BY_URGENCY.map((l) => [l, []]));
+
+  async function acquireSlot(lane: Lane): Promise<void> {
+    if (active < deps.concurrency) {
+      active += 1;
+      return;
     }
+    await new Promise<void>((resolve) => waiting.get(lane)?.push(resolve));
   }
 
   function releaseSlot(): void {
-    const waiters = slotWaiters;
-    slotWaiters = [];
-    for (const w of waiters) w();
+    for (const lane of LANES_BY_URGENCY) {
+      const next = waiting.get(lane)?.shift();
+      if (next) {
+        next(); // the slot passes on without becoming free
+        return;
+      }
+    }
+    active -= 1;
   }
 
   async function runLane(lane: Lane, consumer: Consumer): Promise<void> {
     const messages = await consumer.consume({ max_messages: deps.concurrency });
     subscriptions.push(messages);
     for await (const msg of messages) {
-      await acquireSlot();
+      await acquireSlot(lane);
       const p = handle(msg, lane)
         .catch((err: unknown) => {
           logger.error({ err, channel, lane }, 'unexpected error handling a job');
@@ -98,6 +130,13 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
     }
     const log = { notificationId: job.id, channel, lane, generation: job.generation };
 
+    // Every circuit open: leave the job in the queue, unclaimed, until a provider may be tried.
+    const closedFor = providers.availableIn();
+    if (closedFor > 0) {
+      msg.nak(closedFor);
+      return;
+    }
+
     let claim;
     try {
       claim = await store.claim(job.id, job.generation, deps.leaseMs);
@@ -111,7 +150,7 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
       return;
     }
     const n = claim.notification;
-    events.publish(eventOf(n, provider.name, null));
+    events.publish(eventOf(n, null, null));
     crash('after-claim');
 
     // While the provider call runs, keep both the message (ack_wait) and the claim (lease) alive,
@@ -123,35 +162,48 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
           logger.warn({ ...log, err: (err as Error).message }, 'extending the lease failed');
         });
       },
-      Math.max(1_000, deps.leaseMs / 3),
+      Math.max(100, deps.leaseMs / 3),
     );
-    let error: unknown = null;
-    let providerMessageId: string | null = null;
+    const shutdown = new AbortController();
+    inFlight.add(shutdown);
+    let outcome: ChainOutcome;
     try {
       crash('during-provider');
-      const result = await withTimeout(
-        (signal) => provider.deliver(n, signal),
+      outcome = await withTimeout(
+        (signal) => providers.deliver(n, AbortSignal.any([signal, shutdown.signal])),
         deps.providerTimeoutMs,
-        provider.name,
+        providers.names.join('|'),
       );
-      providerMessageId = result.providerMessageId ?? null;
-    } catch (err) {
-      error = err;
+    } catch (error) {
+      outcome = { ok: false, provider: null, error, charged: true };
     } finally {
       clearInterval(heartbeat);
+      inFlight.delete(shutdown);
     }
+    if (outcome.ok) crash('after-provider');
 
-    const decision = decideDelivery(error, n.attempt, deps.retry);
+    // Not charged to the retry budget: the failure was the providers' outage (see ChainOutcome),
+    // or the process is shutting down and hands the notification on.
+    const released = shutdown.signal.aborted && !outcome.ok;
+    const counted = outcome.ok || (outcome.charged && !released);
+    const decision = released
+      ? ({ status: 'RETRYING', action: 'nak', delayMs: 0, error: 'released at shutdown' } as const)
+      : decideDelivery(
+          outcome.ok ? null : outcome.error,
+          n.attempt - n.attemptFloor,
+          deps.retry,
+        );
     const nextAttemptAt =
       decision.action === 'nak' ? new Date(Date.now() + decision.delayMs) : null;
     let updated: Notification | null;
     try {
       updated = await store.complete(n.id, n.attempt, {
         status: decision.status,
-        provider: provider.name,
-        providerMessageId,
+        provider: outcome.provider,
+        providerMessageId: outcome.ok ? outcome.providerMessageId : null,
         error: decision.status === 'DELIVERED' ? null : decision.error,
         nextAttemptAt,
+        counted,
       });
     } catch (err) {
       // The outcome is not recorded: leave the message to be redelivered once the lease expires.
@@ -165,8 +217,11 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
       return;
     }
     events.publish(
-      eventOf(updated, provider.name, decision.status === 'DELIVERED' ? null : decision.error),
+      eventOf(updated, outcome.provider, decision.status === 'DELIVERED' ? null : decision.error),
     );
+    if (decision.status === 'FAILED') {
+      await deps.deadLetters.add(updated, { subject: msg.subject, sequence: msg.seq });
+    }
     crash('after-commit');
     switch (decision.action) {
       case 'ack':
@@ -180,7 +235,10 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
         msg.nak(decision.delayMs);
         break;
       case 'term':
-        logger.warn({ ...log, attempt: n.attempt, err: decision.error }, 'delivery failed');
+        logger.warn(
+          { ...log, attempt: n.attempt, err: decision.error },
+          'delivery failed; dead-lettered',
+        );
         msg.term();
         break;
     }
@@ -215,11 +273,25 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
         );
       }
     },
-    async stop() {
+    async stop(graceMs = Infinity) {
       stopping = true;
       for (const s of subscriptions) await s.close();
       await Promise.allSettled(loops);
-      await Promise.allSettled([...handling]);
+      const settled = Promise.allSettled([...handling]);
+      if (Number.isFinite(graceMs)) {
+        let timer: NodeJS.Timeout | undefined;
+        const late = await Promise.race([
+          settled.then(() => false),
+          new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+        ]);
+        clearTimeout(timer);
+        if (late) {
+          logger.warn({ inFlight: inFlight.size }, 'releasing deliveries still running');
+          for (const c of inFlight) c.abort(new TransientDeliveryError('released at shutdown'));
+        }
+      }
+      await settled;
+      await providers.close();
     },
   };
 }

@@ -431,6 +431,7 @@ function statusEvent(
     metadata: {},
     status,
     attempt: version - 1,
+    attemptFloor: 0,
     version,
     generation: 0,
     sendAt: null,
@@ -443,6 +444,7 @@ function statusEvent(
     provider: null,
     providerMessageId: null,
     lastError: null,
+    deadLetteredAt: null,
   };
   return {
     notification,
@@ -453,6 +455,7 @@ function statusEvent(
       attempt: version - 1,
       provider: null,
       error: null,
+      generation: 0,
       time,
     },
   };

@@ -85,7 +85,7 @@ describe('NotificationStore', () => {
     await store.markPublished([{ id: n.id, generation: 1 }]);
     await store.claim(n.id, 1, 1);
     await expect
-      .poll(async () => (await store.reclaimExpired(new Date(), 100)).map((r) => r.id), {
+      .poll(async () => (await store.reclaimExpired(new Date(), 100, 6)).map((r) => r.id), {
         timeout: 5_000,
       })
       .toContain(n.id);
@@ -133,6 +133,159 @@ describe('NotificationStore', () => {
       generation: 2,
       version: 1,
       publishedAt: null,
+    });
+  });
+
+  describe('dead letters', () => {
+    /** Inserts a notification and takes it through `failures` failed attempts. */
+    async function failedAttempts(
+      failures: number,
+      last: 'RETRYING' | 'FAILED',
+      overrides: Parameters<typeof draft>[0] = {},
+    ) {
+      const n = draft({ tenantId: 'dl', ...overrides });
+      await store.insert(n, null);
+      for (let i = 1; i <= failures; i++) {
+        const claim = await store.claim(n.id, 1, 30_000);
+        expect(claim.claimed).toBe(true);
+        await store.complete(n.id, i, {
+          status: i === failures ? last : 'RETRYING',
+          provider: 'p',
+          providerMessageId: null,
+          error: `boom ${n.id}`,
+          nextAttemptAt: null,
+        });
+      }
+      return n;
+    }
+
+    it('lists a FAILED notification, replays it once with a fresh budget under a new generation', async () => {
+      const n = await failedAttempts(3, 'FAILED', { channel: 'sms', to: '+15550001111' });
+      const listed = await store.deadLetters('dl', {
+        ids: null,
+        channels: ['sms'],
+        errorContains: `BOOM ${n.id}`,
+        after: null,
+        before: null,
+        cursor: null,
+        limit: 10,
+      });
+      expect(listed.map((r) => r.id)).toEqual([n.id]);
+      expect(listed[0]?.deadLetteredAt).toBeInstanceOf(Date);
+
+      const [first, second] = await Promise.all([
+        store.replay('dl', [n.id]),
+        store.replay('dl', [n.id]),
+      ]);
+      expect([...(first ?? []), ...(second ?? [])].map((r) => r.id)).toEqual([n.id]);
+      const row = await store.get('dl', n.id);
+      expect(row).toMatchObject({
+        status: 'PENDING',
+        generation: 2,
+        attempt: 3,
+        attemptFloor: 3,
+        deadLetteredAt: null,
+        publishedAt: null,
+      });
+      const history = await store.history('dl', n.id);
+      expect(history.map((e) => [e.status, e.generation])).toEqual([
+        ['PENDING', 1],
+        ['PROCESSING', 1],
+        ['RETRYING', 1],
+        ['PROCESSING', 1],
+        ['RETRYING', 1],
+        ['PROCESSING', 1],
+        ['FAILED', 1],
+        ['PENDING', 2],
+      ]);
+      // The new generation's job claims it; an old job does too (generation <= row's).
+      expect((await store.claim(n.id, 2, 30_000)).claimed).toBe(true);
+    });
+
+    it('pages the dead letters newest first, each exactly once', async () => {
+      const tenant = 'dl-page';
+      const ids: string[] = [];
+      for (let i = 0; i < 7; i++)
+        ids.push((await failedAttempts(1, 'FAILED', { tenantId: tenant })).id);
+      const seen: string[] = [];
+      let cursor: { deadLetteredAt: Date; id: string } | null = null;
+      for (;;) {
+        const page = await store.deadLetters(tenant, {
+          ids: null,
+          channels: [],
+          errorContains: null,
+          after: null,
+          before: null,
+          cursor,
+          limit: 3,
+        });
+        seen.push(...page.map((r) => r.id));
+        const last = page.at(-1);
+        if (page.length < 3 || last === undefined || last.deadLetteredAt === null) break;
+        cursor = { deadLetteredAt: last.deadLetteredAt, id: last.id };
+      }
+      expect([...seen].sort()).toEqual([...ids].sort());
+    });
+
+    it('purges a dead letter from the list but leaves it FAILED', async () => {
+      const n = await failedAttempts(1, 'FAILED');
+      expect((await store.purgeDeadLetters('dl', [n.id])).map((r) => r.id)).toEqual([n.id]);
+      expect(await store.purgeDeadLetters('dl', [n.id])).toEqual([]);
+      expect(await store.get('dl', n.id)).toMatchObject({ status: 'FAILED', deadLetteredAt: null });
+    });
+
+    it('does not charge an attempt that reached no provider to the budget', async () => {
+      const n = draft({ tenantId: 'dl' });
+      await store.insert(n, null);
+      await store.claim(n.id, 1, 30_000);
+      await store.complete(n.id, 1, {
+        status: 'RETRYING',
+        provider: null,
+        providerMessageId: null,
+        error: 'circuit open',
+        nextAttemptAt: null,
+        counted: false,
+      });
+      expect(await store.get('dl', n.id)).toMatchObject({ attempt: 1, attemptFloor: 1 });
+    });
+
+    it('fails a lost worker’s last attempt into the dead letters, and retries an earlier one', async () => {
+      const spent = await failedAttempts(2, 'RETRYING');
+      const early = await failedAttempts(1, 'RETRYING');
+      for (const n of [spent, early]) expect((await store.claim(n.id, 1, 1)).claimed).toBe(true);
+      await new Promise((r) => setTimeout(r, 20));
+      const changed = await store.reclaimExpired(new Date(Date.now() + 1000), 100, 3);
+      const byId = new Map(changed.map((r) => [r.id, r]));
+      expect(byId.get(spent.id)).toMatchObject({ status: 'FAILED', attempt: 3 });
+      expect(byId.get(spent.id)?.deadLetteredAt).toBeInstanceOf(Date);
+      expect(byId.get(early.id)).toMatchObject({ status: 'RETRYING', attempt: 2, generation: 2 });
+    });
+
+    it('settles a job the queue gave up on: dead letter when spent, new generation when not', async () => {
+      const spent = await failedAttempts(3, 'RETRYING');
+      const fresh = await failedAttempts(1, 'RETRYING');
+      const delivered = draft({ tenantId: 'dl' });
+      await store.insert(delivered, null);
+      await store.claim(delivered.id, 1, 30_000);
+      await store.complete(delivered.id, 1, {
+        status: 'DELIVERED',
+        provider: 'p',
+        providerMessageId: 'm',
+        error: null,
+        nextAttemptAt: null,
+      });
+      expect(await store.settleMaxDelivered(spent.id, 3)).toMatchObject({
+        action: 'failed',
+        notification: { status: 'FAILED' },
+      });
+      expect(await store.settleMaxDelivered(fresh.id, 3)).toMatchObject({
+        action: 'revived',
+        notification: { status: 'RETRYING', generation: 2, publishedAt: null },
+      });
+      expect(await store.settleMaxDelivered(delivered.id, 3)).toEqual({
+        action: 'none',
+        notification: null,
+      });
     });
   });
 });

@@ -19,6 +19,7 @@ export function draftNotification(overrides: Partial<Notification> = {}): Notifi
     metadata: {},
     status: 'PENDING',
     attempt: 0,
+    attemptFloor: 0,
     version: 1,
     generation: 1,
     sendAt: null,
@@ -31,6 +32,7 @@ export function draftNotification(overrides: Partial<Notification> = {}): Notifi
     provider: null,
     providerMessageId: null,
     lastError: null,
+    deadLetteredAt: null,
     ...overrides,
   };
 }

@@ -29,10 +29,72 @@ describe('loadConfig', () => {
     expect(problems).toContain('HERALD_ENV');
   });
 
-  it('rejects an ack wait shorter than the provider timeout', () => {
-    expect(() =>
-      loadConfig({ HERALD_ACK_WAIT_MS: '5000', HERALD_PROVIDER_TIMEOUT_MS: '8000' }),
-    ).toThrow(/HERALD_ACK_WAIT_MS/);
+  it('reads providers per channel, substituting ${VAR} from the environment', () => {
+    const config = loadConfig({
+      HERALD_PROVIDERS: JSON.stringify({
+        email: [
+          {
+            type: 'smtp',
+            name: 'primary',
+            host: 'smtp.example.com',
+            from: 'a@example.com',
+            pass: '${SMTP_PASS}',
+            breaker: { failures: 3 },
+          },
+          { type: 'log', name: 'fallback' },
+        ],
+      }),
+      SMTP_PASS: 'secret',
+    });
+    const email = config.providers.email ?? [];
+    expect(email.map((e) => [e.type, e.options.name])).toEqual([
+      ['smtp', 'primary'],
+      ['log', 'fallback'],
+    ]);
+    expect(email[0]?.options.pass).toBe('secret');
+    expect(email[0]?.breaker).toEqual({ failures: 3 });
+  });
+
+  it('names every bad provider setting with its path', () => {
+    let problems = '';
+    try {
+      loadConfig({
+        HERALD_PROVIDERS: JSON.stringify({
+          email: [{ type: 'twilio' }, { type: 'smtp', host: '', from: 'a@b.c', port: 0 }],
+          sms: [],
+          fax: [{ type: 'log' }],
+          push: [
+            {
+              type: 'fcm',
+              projectId: 'p',
+              clientEmail: 'e',
+              privateKey: '${MISSING_KEY}',
+              concurrency: 0,
+            },
+          ],
+        }),
+      });
+    } catch (err) {
+      problems = (err as Error).message;
+    }
+    expect(problems).toContain(
+      'HERALD_PROVIDERS.email[0].type: must be one of smtp, log for email',
+    );
+    expect(problems).toContain('HERALD_PROVIDERS.email[1].host');
+    expect(problems).toContain('HERALD_PROVIDERS.email[1].port');
+    expect(problems).toContain('HERALD_PROVIDERS.sms: must be a non-empty list');
+    expect(problems).toContain('HERALD_PROVIDERS.fax: unknown channel');
+    expect(problems).toContain('environment variable MISSING_KEY is not set');
+    expect(problems).toContain('HERALD_PROVIDERS.push[0].concurrency');
+  });
+
+  it('rejects providers JSON that does not parse, naming the variable', () => {
+    expect(() => loadConfig({ HERALD_PROVIDERS: '{nope' })).toThrow(
+      /HERALD_PROVIDERS: not valid JSON/,
+    );
+    expect(() => loadConfig({ HERALD_PROVIDERS_FILE: '/nonexistent/providers.json' })).toThrow(
+      /HERALD_PROVIDERS_FILE: cannot read/,
+    );
   });
 
   it('ignores the crash hook outside the test environment', () => {

@@ -111,3 +111,35 @@ export function statusFilter(
   const id = filter.notificationId === undefined ? '*' : escapeToken(filter.notificationId);
   return `${layout.subjectPrefix}.events.${escapeToken(tenantId)}.${user}.${id}`;
 }
+
+/** `<streamPrefix>_DLQ`: copies of dead-lettered jobs (PostgreSQL's FAILED rows are the record). */
+export function deadLetterStreamName(layout: NatsLayout): string {
+  return `${layout.streamPrefix}_DLQ`;
+}
+
+/** `<subjectPrefix>.dlq.<channel>.<notification>`: one notification's dead letter. */
+export function deadLetterSubject(
+  layout: NatsLayout,
+  channel: Channel | '*',
+  notificationId: string,
+): string {
+  return `${layout.subjectPrefix}.dlq.${channel}.${escapeToken(notificationId)}`;
+}
+
+/** `<subjectPrefix>.dlq.>`: the dead-letter stream's subjects. */
+export function deadLetterSubjects(layout: NatsLayout): string {
+  return `${layout.subjectPrefix}.dlq.>`;
+}
+
+/** `<streamPrefix>_ADVISORIES`: captured max-deliveries advisories of the job streams. */
+export function advisoryStreamName(layout: NatsLayout): string {
+  return `${layout.streamPrefix}_ADVISORIES`;
+}
+
+/** The core-NATS subject the server announces a job that ran out of deliveries on. */
+export function maxDeliveriesSubject(layout: NatsLayout, channel: Channel): string {
+  return `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${streamName(layout, channel)}.*`;
+}
+
+/** The scheduler's durable consumer of the advisory stream. */
+export const ADVISORY_CONSUMER = 'scheduler';

@@ -30,6 +30,7 @@ const NOTIFICATION_DATES = [
   'nextAttemptAt',
   'leaseUntil',
   'publishedAt',
+  'deadLetteredAt',
 ] as const satisfies readonly (keyof Notification)[];
 const EVENT_DATES = ['time'] as const satisfies readonly (keyof NotificationEvent)[];
 

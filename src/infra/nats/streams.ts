@@ -21,9 +21,19 @@ import type {
   StreamInfo,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
-import { LANES_BY_URGENCY } from '../../domain/notification.js';
+import { CHANNELS, LANES_BY_URGENCY } from '../../domain/notification.js';
 import type { Channel } from '../../domain/notification.js';
-import { consumerName, jobSubject, jobSubjects, streamName } from './layout.js';
+import {
+  ADVISORY_CONSUMER,
+  advisoryStreamName,
+  consumerName,
+  deadLetterStreamName,
+  deadLetterSubjects,
+  jobSubject,
+  jobSubjects,
+  maxDeliveriesSubject,
+  streamName,
+} from './layout.js';
 import type { NatsLayout } from './layout.js';
 
 export interface EnsureStreamsOptions {
@@ -40,6 +50,8 @@ export interface EnsureStreamsOptions {
   replicas?: number;
   /** Default `file`. */
   storage?: 'file' | 'memory';
+  /** How long the dead-letter stream keeps a copy. Default 30 days. */
+  deadLetterMaxAgeMs?: number;
 }
 
 /** What {@link ensureStreams} had to change; both empty when everything was already in place. */
@@ -56,7 +68,8 @@ const CONSUMER_NOT_FOUND = 10014;
 type WantedStream = Pick<
   StreamConfig,
   'name' | 'subjects' | 'retention' | 'storage' | 'duplicate_window' | 'discard' | 'num_replicas'
->;
+> &
+  Partial<Pick<StreamConfig, 'max_age'>>;
 type WantedConsumer = Pick<
   ConsumerConfig,
   | 'durable_name'
@@ -70,7 +83,13 @@ type WantedConsumer = Pick<
 >;
 
 /** Fields a stream update may change; the rest (retention, storage) are fixed at creation. */
-const STREAM_UPDATABLE = ['subjects', 'duplicate_window', 'discard', 'num_replicas'] as const;
+const STREAM_UPDATABLE = [
+  'subjects',
+  'duplicate_window',
+  'discard',
+  'num_replicas',
+  'max_age',
+] as const;
 /** Fields a consumer update may change on 2.9. */
 const CONSUMER_UPDATABLE = ['ack_wait', 'max_deliver', 'max_ack_pending'] as const;
 
@@ -101,21 +120,80 @@ export async function ensureStreams(
       }
     }
   }
+  // The dead-letter stream, and the stream that captures max-deliveries advisories (core NATS
+  // messages, lost if nobody listens) with the scheduler's consumer of it.
+  for (const wanted of [
+    wantedDeadLetterStream(layout, opts),
+    wantedAdvisoryStream(layout, opts),
+  ]) {
+    const info = await ensureStream(jsm, wanted, result);
+    mismatches.push(...compare(`stream ${wanted.name}`, wanted, info.config));
+  }
+  const advisories = advisoryStreamName(layout);
+  const wantedA = wantedAdvisoryConsumer(opts);
+  const ai = await ensureConsumer(jsm, advisories, wantedA, result);
+  mismatches.push(...compare(`consumer ${advisories}/${ADVISORY_CONSUMER}`, wantedA, ai.config));
   if (mismatches.length > 0) {
     throw new Error(`NATS config was not applied as requested:\n${mismatches.join('\n')}`);
   }
   return result;
 }
 
-/** Deletes the channels' streams (and with them their consumers); absent streams are fine. */
+function wantedDeadLetterStream(layout: NatsLayout, opts: EnsureStreamsOptions): WantedStream {
+  return {
+    name: deadLetterStreamName(layout),
+    subjects: [deadLetterSubjects(layout)],
+    retention: RetentionPolicy.Limits,
+    storage: opts.storage === 'memory' ? StorageType.Memory : StorageType.File,
+    duplicate_window: nanos(opts.duplicateWindowMs),
+    discard: DiscardPolicy.Old,
+    num_replicas: opts.replicas ?? 1,
+    max_age: nanos(opts.deadLetterMaxAgeMs ?? 30 * 86_400_000),
+  };
+}
+
+function wantedAdvisoryStream(layout: NatsLayout, opts: EnsureStreamsOptions): WantedStream {
+  return {
+    name: advisoryStreamName(layout),
+    // Every channel's, whatever this process serves: the scheduler handles them all.
+    subjects: CHANNELS.map((c) => maxDeliveriesSubject(layout, c)),
+    retention: RetentionPolicy.Workqueue,
+    storage: opts.storage === 'memory' ? StorageType.Memory : StorageType.File,
+    duplicate_window: nanos(opts.duplicateWindowMs),
+    discard: DiscardPolicy.Old,
+    num_replicas: opts.replicas ?? 1,
+  };
+}
+
+function wantedAdvisoryConsumer(opts: EnsureStreamsOptions): WantedConsumer {
+  return {
+    durable_name: ADVISORY_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(opts.ackWaitMs),
+    max_deliver: -1,
+    deliver_policy: DeliverPolicy.All,
+    max_ack_pending: 100,
+    replay_policy: ReplayPolicy.Instant,
+  };
+}
+
+/**
+ * Deletes the channels' streams, the dead-letter and advisory streams (and with them their
+ * consumers); absent streams are fine.
+ */
 export async function deleteStreams(
   jsm: JetStreamManager,
   layout: NatsLayout,
   channels: readonly Channel[],
 ): Promise<void> {
-  for (const channel of channels) {
+  const names = [
+    ...channels.map((c) => streamName(layout, c)),
+    deadLetterStreamName(layout),
+    advisoryStreamName(layout),
+  ];
+  for (const name of names) {
     try {
-      await jsm.streams.delete(streamName(layout, channel));
+      await jsm.streams.delete(name);
     } catch (err) {
       if (!isApiError(err, STREAM_NOT_FOUND)) throw err;
     }
@@ -247,9 +325,10 @@ function isApiError(err: unknown, code: number): boolean {
   return err instanceof JetStreamApiError && err.code === code;
 }
 
+/** The `keys` of `obj` that are set (an unset option is not compared or sent). */
 function pick<T extends object, K extends keyof T>(obj: T, keys: readonly K[]): Pick<T, K> {
   const out = {} as Pick<T, K>;
-  for (const k of keys) out[k] = obj[k];
+  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
   return out;
 }
 

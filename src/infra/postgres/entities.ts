@@ -24,6 +24,7 @@ export const NotificationEntity = defineEntity({
     metadata: p.json<Record<string, string>>(),
     status: p.text(),
     attempt: p.integer(),
+    attemptFloor: p.integer(),
     version: p.integer(),
     generation: p.integer(),
     sendAt: p.datetime().nullable(),
@@ -36,6 +37,7 @@ export const NotificationEntity = defineEntity({
     provider: p.text().nullable(),
     providerMessageId: p.text().nullable(),
     lastError: p.text().nullable(),
+    deadLetteredAt: p.datetime().nullable(),
   },
 });
 
@@ -49,6 +51,7 @@ export const NotificationEventEntity = defineEntity({
     attempt: p.integer(),
     provider: p.text().nullable(),
     error: p.text().nullable(),
+    generation: p.integer(),
     time: p.datetime(),
   },
 });

@@ -36,7 +36,7 @@ export interface NotificationStoreOptions {
 const COLUMNS = `id, tenant_id, user_id, channel, priority, category, content, "to", idempotency_key,
   request_hash, correlation_id, metadata, status, attempt, version, generation, send_at, created_at,
   updated_at, delivered_at, next_attempt_at, lease_until, published_at, provider,
-  provider_message_id, last_error`;
+  provider_message_id, last_error, attempt_floor, dead_lettered_at`;
 
 /** The statuses a claim or a cancel may start from: the domain's transition table decides. */
 const CLAIMABLE = statusesLeadingTo('PROCESSING');
@@ -44,8 +44,9 @@ const CANCELLABLE = statusesLeadingTo('CANCELLED');
 
 /** Appends one history event per row returned by the CTE named `changed`. */
 const APPEND_EVENTS = `ev as (
-  insert into notification_event (notification_id, version, status, attempt, provider, error, time)
-  select id, version, status, attempt, ev_provider, ev_error, updated_at from changed)`;
+  insert into notification_event (notification_id, version, status, attempt, provider, error,
+    generation, time)
+  select id, version, status, attempt, ev_provider, ev_error, generation, updated_at from changed)`;
 
 interface Row {
   id: string;
@@ -74,6 +75,8 @@ interface Row {
   provider: string | null;
   provider_message_id: string | null;
   last_error: string | null;
+  attempt_floor: number;
+  dead_lettered_at: Date | string | null;
 }
 
 interface EventRow {
@@ -83,6 +86,7 @@ interface EventRow {
   attempt: number;
   provider: string | null;
   error: string | null;
+  generation: number;
   time: Date | string;
 }
 
@@ -121,8 +125,8 @@ export function createNotificationStore(
              created_at, created_at
            from input order by ord
            on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing
-           returning id, version, status, attempt, updated_at, null::text as ev_provider,
-             null::text as ev_error
+           returning id, version, status, attempt, generation, updated_at,
+             null::text as ev_provider, null::text as ev_error
          ),
          ${APPEND_EVENTS}
          select input.ord from changed join input using (id)`,
@@ -188,8 +192,9 @@ export function createNotificationStore(
         'complete',
         `with input as (
            select * from unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
-             $6::text[], $7::timestamptz[])
-             as t(id, attempt, status, provider, provider_message_id, error, next_attempt_at)
+             $6::text[], $7::timestamptz[], $8::int[])
+             as t(id, attempt, status, provider, provider_message_id, error, next_attempt_at,
+               uncounted)
          ),
          changed as (
            update notification n set status = i.status, version = n.version + 1,
@@ -197,7 +202,9 @@ export function createNotificationStore(
              delivered_at = case when i.status = 'DELIVERED' then now() else n.delivered_at end,
              provider = coalesce(i.provider, n.provider),
              provider_message_id = coalesce(i.provider_message_id, n.provider_message_id),
-             last_error = coalesce(i.error, n.last_error)
+             last_error = coalesce(i.error, n.last_error),
+             attempt_floor = n.attempt_floor + i.uncounted,
+             dead_lettered_at = case when i.status = 'FAILED' then now() else null end
            from input i
            where n.id = i.id and n.status = 'PROCESSING' and n.attempt = i.attempt
            returning ${qualified('n')}, i.provider as ev_provider, i.error as ev_error
@@ -212,6 +219,7 @@ export function createNotificationStore(
           items.map((i) => i.o.providerMessageId),
           items.map((i) => i.o.error),
           items.map((i) => i.o.nextAttemptAt),
+          items.map((i) => (i.o.counted === false ? 1 : 0)),
         ],
       );
       return matchById(items, rows);
@@ -380,14 +388,102 @@ export function createNotificationStore(
       );
     },
 
-    reclaimExpired(now, limit) {
+    reclaimExpired(now, limit, maxAttempts) {
+      // A worker that died on the last attempt the budget allows leaves a dead letter.
+      const exhausted = `n.attempt - n.attempt_floor >= $3`;
       return sweep(
         `status = 'PROCESSING' and lease_until < $1 order by lease_until limit $2`,
-        `status = 'RETRYING', generation = n.generation + 1, published_at = null,
-         lease_until = null, next_attempt_at = now(), last_error = 'lease expired: worker lost'`,
+        `status = case when ${exhausted} then 'FAILED' else 'RETRYING' end,
+         dead_lettered_at = case when ${exhausted} then now() end,
+         generation = n.generation + 1, published_at = null, lease_until = null,
+         next_attempt_at = case when ${exhausted} then null else now() end,
+         last_error = 'lease expired: worker lost'`,
         'lease expired: worker lost',
-        [now, limit],
+        [now, limit, maxAttempts],
       );
+    },
+
+    async settleMaxDelivered(id, maxAttempts) {
+      const failed = await query<Row>(
+        `with changed as (
+           update notification n set status = 'FAILED', version = n.version + 1,
+             updated_at = now(), dead_lettered_at = now(), lease_until = null,
+             next_attempt_at = null, last_error = $3
+           where n.id = $1 and n.attempt - n.attempt_floor >= $2
+             and (n.status in ('PENDING', 'RETRYING')
+                  or (n.status = 'PROCESSING' and n.lease_until < now()))
+           returning ${qualified('n')}, null::text as ev_provider, $3::text as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [id, maxAttempts, 'the queue gave up on it: max deliveries reached'],
+      );
+      if (failed[0]) return { action: 'failed', notification: toNotification(failed[0]) };
+      // Budget left: the queue's copy is gone, so publish a new one (a delay, not a loss).
+      const revived = await query<Row>(
+        `update notification n set generation = n.generation + 1, published_at = null
+         where n.id = $1 and n.status in ('PENDING', 'RETRYING')
+         returning ${qualified('n')}`,
+        [id],
+      );
+      if (revived[0]) return { action: 'revived', notification: toNotification(revived[0]) };
+      return { action: 'none', notification: null };
+    },
+
+    async deadLetters(tenantId, q) {
+      const values: unknown[] = [tenantId];
+      const where = ['tenant_id = $1', 'dead_lettered_at is not null', `status = 'FAILED'`];
+      const param = (v: unknown) => {
+        values.push(v);
+        return `$${values.length}`;
+      };
+      if (q.ids !== null) where.push(`id = any(${param(q.ids)}::uuid[])`);
+      if (q.channels.length > 0) where.push(`channel = any(${param(q.channels)}::text[])`);
+      if (q.errorContains !== null) {
+        where.push(`strpos(lower(last_error), lower(${param(q.errorContains)})) > 0`);
+      }
+      if (q.after !== null) where.push(`dead_lettered_at >= ${param(q.after)}`);
+      if (q.before !== null) where.push(`dead_lettered_at < ${param(q.before)}`);
+      if (q.cursor !== null) {
+        where.push(
+          `(dead_lettered_at, id) < (${param(q.cursor.deadLetteredAt)}, ${param(q.cursor.id)}::uuid)`,
+        );
+      }
+      const rows = await query<Row>(
+        `select ${COLUMNS} from notification where ${where.join(' and ')}
+         order by dead_lettered_at desc, id desc limit ${param(q.limit)}`,
+        values,
+      );
+      return rows.map(toNotification);
+    },
+
+    async replay(tenantId, ids) {
+      const rows = await query<Row>(
+        `with changed as (
+           update notification n set status = 'PENDING', version = n.version + 1,
+             updated_at = now(), generation = n.generation + 1, attempt_floor = n.attempt,
+             published_at = null, dead_lettered_at = null, next_attempt_at = null,
+             lease_until = null
+           where n.tenant_id = $1 and n.id = any($2::uuid[]) and n.status = 'FAILED'
+             and n.dead_lettered_at is not null
+           returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [tenantId, ids],
+      );
+      return rows.map(toNotification);
+    },
+
+    async purgeDeadLetters(tenantId, ids) {
+      const rows = await query<Row>(
+        `update notification set dead_lettered_at = null
+         where tenant_id = $1 and id = any($2::uuid[]) and status = 'FAILED'
+           and dead_lettered_at is not null
+         returning ${COLUMNS}`,
+        [tenantId, ids],
+      );
+      return rows.map(toNotification);
     },
 
     async reviveStale(olderThan, limit) {
@@ -458,6 +554,8 @@ function toNotification(r: Row): Notification {
     provider: r.provider,
     providerMessageId: r.provider_message_id,
     lastError: r.last_error,
+    attemptFloor: r.attempt_floor,
+    deadLetteredAt: maybeDate(r.dead_lettered_at),
   };
 }
 
@@ -469,6 +567,7 @@ function toEvent(r: EventRow): NotificationEvent {
     attempt: r.attempt,
     provider: r.provider,
     error: r.error,
+    generation: r.generation,
     time: date(r.time),
   };
 }

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { FailedPreconditionError, UnavailableError } from '../../domain/errors.js';
 import type { Logger } from '../../domain/ports.js';
 import { NotificationEntity, NotificationEventEntity } from './entities.js';
+import { Migration20261121DeadLetters } from './migrations/migration-20261121-dead-letters.js';
 import { Migration20261121Notifications } from './migrations/migration-20261121-notifications.js';
 
 export interface PostgresOptions {
@@ -15,7 +16,7 @@ export interface PostgresOptions {
 }
 
 /** Every migration, oldest first. New migrations are appended here. */
-export const MIGRATIONS = [Migration20261121Notifications];
+export const MIGRATIONS = [Migration20261121Notifications, Migration20261121DeadLetters];
 
 export interface Database {
   orm: MikroORM;

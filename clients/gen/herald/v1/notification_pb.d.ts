@@ -344,6 +344,23 @@ export declare type Notification = Message<"herald.v1.Notification"> & {
    * @generated from field: int64 version = 21;
    */
   version: bigint;
+
+  /**
+   * When it entered the dead letters, while it is one (FAILED and neither replayed nor purged);
+   * unset otherwise. See DeadLetterService.
+   *
+   * @generated from field: google.protobuf.Timestamp dead_lettered_at = 22;
+   */
+  deadLetteredAt?: Timestamp | undefined;
+
+  /**
+   * Starts at 1 and increases when the notification is handed to the workers again under a new
+   * job (a dead-letter replay, or a job the queue or a worker lost); a replay also starts a fresh
+   * retry budget.
+   *
+   * @generated from field: int64 generation = 23;
+   */
+  generation: bigint;
 };
 
 /**
@@ -399,6 +416,13 @@ export declare type NotificationEvent = Message<"herald.v1.NotificationEvent"> &
    * @generated from field: int64 version = 6;
    */
   version: bigint;
+
+  /**
+   * The notification's generation after this change (a dead-letter replay starts a new one).
+   *
+   * @generated from field: int64 generation = 7;
+   */
+  generation: bigint;
 };
 
 /**

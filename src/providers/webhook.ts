@@ -1,0 +1,144 @@
+/**
+ * The `webhook` provider: POSTs the notification as JSON to the receiver's URL, signed with
+ * HMAC-SHA256 over `${timestamp}.${body}` with the tenant's secret. `signWebhook` and
+ * `verifyWebhookSignature` are the two halves of that scheme; docs/webhooks.md is the receiver's
+ * side of the contract.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { PermanentDeliveryError } from '../domain/errors.js';
+import type { Notification } from '../domain/notification.js';
+import type { DeliveryResult, Provider } from '../domain/ports.js';
+import { failureOf, httpRequest } from './http.js';
+
+export const webhookProviderConfig = z
+  .object({
+    type: z.literal('webhook'),
+    name: z.string().min(1).default('webhook'),
+    /** Where to POST when the notification has no `to` URL. */
+    url: z.url().optional(),
+    /** The signing secret of tenants without one of their own. */
+    secret: z.string().min(16),
+    /** Per-tenant signing secrets, by tenant id; a tenant's own secret wins over `secret`. */
+    tenantSecrets: z.record(z.string(), z.string().min(16)).default({}),
+  })
+  .strict();
+
+export type WebhookProviderConfig = z.infer<typeof webhookProviderConfig>;
+
+/** How far a signed timestamp may be from the receiver's clock, by default. */
+const DEFAULT_TOLERANCE_SECONDS = 300;
+
+/**
+ * Creates the provider; `config` is the parsed (`webhookProviderConfig`) configuration and `now`
+ * the clock the signature timestamp is read from (ms since the epoch).
+ */
+export function createWebhookProvider(
+  config: WebhookProviderConfig,
+  now: () => number = () => Date.now(),
+): Provider {
+  const { name } = config;
+  return {
+    name,
+    async deliver(notification: Notification, signal: AbortSignal): Promise<DeliveryResult> {
+      const target = notification.to ?? config.url;
+      if (target === undefined) {
+        throw new PermanentDeliveryError(`${name}: no 'to' URL and no default url configured`);
+      }
+      // Validation checks `to`, but only an http(s) URL may leave here: fetch would also "deliver"
+      // to data: or blob: URLs. The URL is not echoed: it may carry the receiver's token.
+      if (!isHttpUrl(target))
+        throw new PermanentDeliveryError(`${name}: 'to' is not an http(s) URL`);
+
+      // Built once: the signature must cover exactly the bytes sent.
+      const body = JSON.stringify({
+        id: notification.id,
+        tenantId: notification.tenantId,
+        userId: notification.userId,
+        channel: notification.channel,
+        priority: notification.priority,
+        category: notification.category,
+        content: notification.content,
+        metadata: notification.metadata,
+        correlationId: notification.correlationId,
+        attempt: notification.attempt,
+        createdAt: notification.createdAt.toISOString(),
+      });
+      // A fresh timestamp per attempt, so a retry hours later still passes the receiver's
+      // tolerance check; the id stays the same, so the receiver can still dedupe.
+      const timestamp = Math.floor(now() / 1000);
+      const response = await httpRequest(name, target, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'herald-webhook-id': notification.id,
+          'herald-webhook-timestamp': String(timestamp),
+          'herald-webhook-signature': signWebhook(
+            secretFor(config, notification.tenantId),
+            timestamp,
+            body,
+          ),
+          'idempotency-key': notification.id,
+        },
+        body,
+        signal,
+      });
+      const failed = failureOf(name, response);
+      if (failed !== null) throw failed;
+      const requestId = response.headers.get('x-request-id');
+      return requestId ? { providerMessageId: requestId } : {};
+    },
+  };
+}
+
+/** `v1=` and the hex HMAC-SHA256, keyed by `secret`, of `${timestamp}.${body}`. */
+export function signWebhook(
+  secret: string,
+  timestamp: number | string,
+  body: string | Uint8Array,
+): string {
+  const hmac = createHmac('sha256', secret).update(`${timestamp}.`).update(body);
+  return `v1=${hmac.digest('hex')}`;
+}
+
+/**
+ * True when `signature` (the herald-webhook-signature header) is `secret`'s signature of
+ * `timestamp` and `body` (the raw request body, as received) and `timestamp` (unix seconds, the
+ * herald-webhook-timestamp header) is within `toleranceSeconds` of `now` (ms since the epoch).
+ * Compares in constant time.
+ */
+export function verifyWebhookSignature(options: {
+  secret: string;
+  timestamp: number | string;
+  body: string | Uint8Array;
+  signature: string;
+  toleranceSeconds?: number;
+  now?: number;
+}): boolean {
+  const { secret, timestamp, body, signature } = options;
+  const toleranceSeconds = options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
+  const now = options.now ?? Date.now();
+  const seconds =
+    typeof timestamp === 'number' ? timestamp : /^\d+$/.test(timestamp) ? Number(timestamp) : NaN;
+  if (!Number.isSafeInteger(seconds)) return false;
+  if (Math.abs(now / 1000 - seconds) > toleranceSeconds) return false;
+  const given = /^v1=([0-9a-f]{64})$/i.exec(signature.trim())?.[1];
+  if (given === undefined) return false;
+  // Signed as received: the header's text is what the sender signed.
+  const expected = signWebhook(secret, timestamp, body).slice('v1='.length);
+  // Both are 32 bytes here, as timingSafeEqual requires.
+  return timingSafeEqual(Buffer.from(given, 'hex'), Buffer.from(expected, 'hex'));
+}
+
+function secretFor(config: WebhookProviderConfig, tenantId: string): string {
+  // Own keys only: a tenant id such as 'constructor' must not find Object.prototype's members.
+  return Object.hasOwn(config.tenantSecrets, tenantId)
+    ? (config.tenantSecrets[tenantId] ?? config.secret)
+    : config.secret;
+}
+
+function isHttpUrl(s: string): boolean {
+  if (!URL.canParse(s)) return false;
+  const { protocol, hostname } = new URL(s);
+  return (protocol === 'http:' || protocol === 'https:') && hostname !== '';
+}
