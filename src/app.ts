@@ -7,8 +7,14 @@ import { createHash } from 'node:crypto';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Config } from './config.js';
-import { CHANNELS, LANES_BY_URGENCY, type Channel } from './domain/notification.js';
-import { createNotifications, type Notifications } from './domain/notifications.js';
+import { createDeadLetters } from './domain/dead-letters.js';
+import {
+  CHANNELS,
+  LANES_BY_URGENCY,
+  type Channel,
+  type Notification,
+} from './domain/notification.js';
+import { createNotifications, jobOf, type Notifications } from './domain/notifications.js';
 import { connectNats } from './infra/nats/connection.js';
 import { createDeadLetterSink } from './infra/nats/dead-letters.js';
 import { createJobPublisher, decodeJob, getJobConsumer } from './infra/nats/job-queue.js';
@@ -44,7 +50,7 @@ export interface HeraldOptions {
   /** Channels the worker role serves (default: config.worker.channels). */
   channels?: readonly Channel[];
   /** Called at a crash point when config.worker.crashAt names it (tests only). */
-  crash?: (point: CrashPoint) => void;
+  crash?: (point: CrashPoint | 'mid-sweep') => void;
 }
 
 export interface Herald {
@@ -110,14 +116,22 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     const store = createNotificationStore(db.pool);
     const events = createStatusBus(nc, layout, { logger });
     const deadLetters = createDeadLetterSink(js, jsm, layout, logger);
+    const queue = createJobPublisher(js, layout);
     const notifications = createNotifications({
       store,
-      queue: createJobPublisher(js, layout),
+      queue,
       events,
       logger,
       hash: (s) => createHash('sha256').update(s).digest('hex'),
     });
     closers.push(() => notifications.drain());
+    const deadLetterCases = createDeadLetters({
+      store,
+      dispatch: notifications.dispatch,
+      sink: deadLetters,
+      events,
+      logger,
+    });
 
     const readiness = async (): Promise<ReadinessReport> => {
       const checks: Record<string, string> = {};
@@ -135,6 +149,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     if (roles.includes('api')) {
       const api = createApiServer({
         notifications,
+        deadLetters: deadLetterCases,
         tenantOf: () => config.tenant,
         logger,
         readiness,
@@ -207,10 +222,19 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
 
     let scheduler: Scheduler | null = null;
     if (roles.includes('scheduler')) {
+      // Test-only fault: publish half of the sweep's rows, then die before stamping any (R4).
+      const dispatch =
+        config.worker.crashAt === 'mid-sweep'
+          ? async (rows: readonly Notification[]) => {
+              const half = rows.slice(0, Math.ceil(rows.length / 2));
+              await Promise.all(half.map((n) => queue.publish(jobOf(n))));
+              options.crash?.('mid-sweep');
+            }
+          : notifications.dispatch;
       const s = createScheduler({
         store,
         events,
-        dispatch: notifications.dispatch,
+        dispatch,
         logger,
         intervalMs: config.scheduler.intervalMs,
         outboxGraceMs: config.scheduler.outboxGraceMs,

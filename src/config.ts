@@ -73,7 +73,7 @@ const schema = z.object({
   HERALD_LOG_PROVIDER_FILE: z.string().default(''),
   /** Test-only fault injection (honoured only when HERALD_ENV=test): crash at a worker step. */
   HERALD_TEST_CRASH_AT: z
-    .enum(['', 'after-claim', 'during-provider', 'after-provider', 'after-commit'])
+    .enum(['', 'after-claim', 'during-provider', 'after-provider', 'after-commit', 'mid-sweep'])
     .default(''),
 });
 

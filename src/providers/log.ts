@@ -24,6 +24,7 @@ export function createLogProvider(options: { file?: string } = {}): Provider {
           notificationId: n.id,
           attempt: n.attempt,
           channel: n.channel,
+          pid: process.pid,
           userId: n.userId,
           to: n.to,
           content: n.content,

@@ -11,11 +11,17 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { file_google_rpc_error_details } from '@herald/client/gen/google/rpc/error_details_pb';
 import { file_health_v1_health } from '@herald/client/gen/health/v1/health_pb';
 import {
+  DeadLetterService,
+  file_herald_v1_dead_letter,
+} from '@herald/client/gen/herald/v1/dead_letter_pb';
+import {
   file_herald_v1_notification,
   NotificationService,
 } from '@herald/client/gen/herald/v1/notification_pb';
+import type { DeadLetters } from '../domain/dead-letters.js';
 import type { Notifications } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
+import { DeadLetterServiceHandler } from './dead-letter-service.js';
 import { errorInterceptor } from './errors.js';
 import { createHealthService } from './health.js';
 import { NotificationServiceHandler, type TenantResolver } from './notification-service.js';
@@ -29,6 +35,7 @@ export interface ReadinessReport {
 
 export interface ApiServerDeps {
   notifications: Notifications;
+  deadLetters: DeadLetters;
   tenantOf: TenantResolver;
   logger: Logger;
   /** Checks the dependencies (PostgreSQL, NATS) for /readyz. */
@@ -57,14 +64,20 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
       NotificationService,
       new NotificationServiceHandler(deps.notifications, deps.tenantOf, deps.logger),
     );
+    router.service(
+      DeadLetterService,
+      new DeadLetterServiceHandler(deps.deadLetters, deps.tenantOf),
+    );
     health.register(router);
     registerReflection(router, [
       file_herald_v1_notification,
+      file_herald_v1_dead_letter,
       file_health_v1_health,
       file_google_rpc_error_details,
     ]);
   };
   health.setStatus('herald.v1.NotificationService', 'SERVING');
+  health.setStatus('herald.v1.DeadLetterService', 'SERVING');
 
   const handler = connectNodeAdapter({
     routes,

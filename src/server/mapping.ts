@@ -1,9 +1,15 @@
 /**
- * Contract <-> domain mapping for NotificationService. Enum values the contract does not define
- * pass through as a description, so validation can name them.
+ * Contract <-> domain mapping for NotificationService and DeadLetterService. Enum values the
+ * contract does not define pass through as a description, so validation can name them.
  */
 import { create } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import type {
+  DeadLetterFilter as PbDeadLetterFilter,
+  ListDeadLettersRequest,
+  PurgeDeadLettersRequest,
+  ReplayDeadLettersRequest,
+} from '@herald/client/gen/herald/v1/dead_letter_pb';
 import {
   Channel as PbChannel,
   NotificationEventSchema,
@@ -16,6 +22,11 @@ import {
   type ListNotificationsRequest,
   type WatchNotificationsRequest,
 } from '@herald/client/gen/herald/v1/notification_pb';
+import type {
+  DeadLetterFilter,
+  DeadLetterSelection,
+  ListDeadLettersInput,
+} from '../domain/dead-letters.js';
 import { ValidationError, type FieldViolation } from '../domain/errors.js';
 import type { ListInput, WatchTarget } from '../domain/notifications.js';
 import type {
@@ -144,6 +155,8 @@ export function notificationToPb(n: Notification): PbNotification {
     providerMessageId: n.providerMessageId ?? '',
     lastError: n.lastError ?? '',
     version: BigInt(n.version),
+    deadLetteredAt: ts(n.deadLetteredAt),
+    generation: BigInt(n.generation),
   });
 }
 
@@ -155,6 +168,7 @@ export function eventToPb(e: NotificationEvent): PbNotificationEvent {
     provider: e.provider ?? '',
     error: e.error ?? '',
     version: BigInt(e.version),
+    generation: BigInt(e.generation),
   });
 }
 
@@ -204,4 +218,44 @@ export function watchTargetFromPb(req: WatchNotificationsRequest): WatchTarget {
         statuses,
       }
     : { userId: t.value, initialCount: req.initialCount, statuses };
+}
+
+/** A dead-letter filter; bad channels or timestamps add violations named under `filter.`. */
+function deadLetterFilterFromPb(
+  f: PbDeadLetterFilter | undefined,
+  violations: FieldViolation[],
+): DeadLetterFilter {
+  return {
+    channels: enumFilterFromPb(
+      PbChannel,
+      f?.channels ?? [],
+      'filter.channels',
+      channelFromName,
+      violations,
+    ),
+    errorContains: f?.errorContains ?? '',
+    after: dateFilterFromPb(f?.deadLetteredAfter, 'filter.dead_lettered_after', violations),
+    before: dateFilterFromPb(f?.deadLetteredBefore, 'filter.dead_lettered_before', violations),
+  };
+}
+
+/** The dead-letter list query of a request; throws ValidationError naming every bad filter field. */
+export function listDeadLettersInputFromPb(req: ListDeadLettersRequest): ListDeadLettersInput {
+  const v: FieldViolation[] = [];
+  const filter = deadLetterFilterFromPb(req.filter, v);
+  if (v.length > 0) throw new ValidationError(v);
+  return { filter, pageSize: req.pageSize, pageToken: req.pageToken };
+}
+
+/**
+ * What a replay or purge request selects. An unset filter is null; a set but empty one selects
+ * every dead letter. Throws ValidationError naming every bad filter field.
+ */
+export function deadLetterSelectionFromPb(
+  req: ReplayDeadLettersRequest | PurgeDeadLettersRequest,
+): DeadLetterSelection {
+  const v: FieldViolation[] = [];
+  const filter = req.filter === undefined ? null : deadLetterFilterFromPb(req.filter, v);
+  if (v.length > 0) throw new ValidationError(v);
+  return { ids: req.ids, filter };
 }

@@ -1,6 +1,8 @@
 /**
- * RELIABILITY R3 (a), (b), (d): a `herald worker` process is killed with SIGKILL at a step of its
- * first delivery; a second worker must finish the job with exactly one delivery.
+ * RELIABILITY R3 (a)-(d): a `herald worker` process is killed with SIGKILL at a step of its first
+ * delivery; a second worker must finish the job. Exactly one delivery, except (c) — killed after
+ * the provider accepted, before the commit — where the log provider (like SMTP) has no
+ * idempotency key: that window's duplicate is counted and printed, not hidden.
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { ConsumerInfo } from '@nats-io/jetstream';
@@ -12,6 +14,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { consumerName, streamName } from '../../src/infra/nats/layout.js';
 import type { CrashPoint } from '../../src/workers/channel-worker.js';
 import { createCleanups } from '../support/cleanups.js';
+import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { startTestHerald } from '../support/herald.js';
 import type { TestHerald } from '../support/herald.js';
 import { killAll, spawnHerald, type HeraldProcess } from '../support/processes.js';
@@ -137,6 +140,20 @@ describe('herald worker killed mid-delivery', () => {
       ).toBe(true);
     },
   );
+
+  it('delivers again, counted, when the worker is killed after the provider accepted (R3 c)', async () => {
+    const r = await crashThenRecover('after-provider');
+
+    expect(r.notification?.status).toBe(NotificationStatus.DELIVERED);
+    expect(r.notification?.attempt).toBe(2);
+    // The provider call of the killed attempt went through; nothing recorded it, so it is sent
+    // again: the known duplicate window of a provider without idempotency keys.
+    const ledger = await reconcileLedger(t.db.pool, [r.id], r.deliveries);
+    printLedger('R3(c) killed after provider 2xx', ledger);
+    expect(ledger.lost).toEqual([]);
+    expect(r.deliveries).toHaveLength(2);
+    expect(ledger.duplicated).toEqual([r.id]);
+  });
 
   it('acks the redelivered job without delivering again when the worker is killed after commit', async () => {
     const r = await crashThenRecover('after-commit');

@@ -214,6 +214,16 @@ describe('smtp provider', () => {
     expect(relay.connectionCount).toBeLessThanOrEqual(2);
   });
 
+  it('opens a connection per delivery when pooling is off', async () => {
+    const relay = await startRelay();
+    const provider = providerFor(relay, { pool: false });
+    await provider.deliver(emailTo('ada@example.com'), live());
+    await provider.deliver(emailTo('bob@example.com'), live());
+    expect(relay.messages).toHaveLength(2);
+    expect(relay.connectionCount).toBe(2);
+    await expect.poll(() => relay.openConnections).toBe(0);
+  });
+
   it('keeps using a pooled connection after a refused recipient', async () => {
     const relay = await startRelay();
     // One connection: the next delivery waits for it rather than opening another.

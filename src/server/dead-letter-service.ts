@@ -1,0 +1,70 @@
+/**
+ * herald.v1.DeadLetterService over the dead-letter use cases. Errors are mapped to Connect codes
+ * by the api's error interceptor (toConnectError), as for NotificationService.
+ */
+import { create } from '@bufbuild/protobuf';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import {
+  GetDeadLetterResponseSchema,
+  ListDeadLettersResponseSchema,
+  PurgeDeadLettersResponseSchema,
+  ReplayDeadLettersResponseSchema,
+  type DeadLetterService as DeadLetterServiceDesc,
+  type GetDeadLetterRequest,
+  type ListDeadLettersRequest,
+  type PurgeDeadLettersRequest,
+  type ReplayDeadLettersRequest,
+} from '@herald/client/gen/herald/v1/dead_letter_pb';
+import type { DeadLetters } from '../domain/dead-letters.js';
+import {
+  deadLetterSelectionFromPb,
+  eventToPb,
+  listDeadLettersInputFromPb,
+  notificationToPb,
+} from './mapping.js';
+import type { TenantResolver } from './notification-service.js';
+
+type Impl = ServiceImpl<typeof DeadLetterServiceDesc>;
+
+export class DeadLetterServiceHandler implements Impl {
+  constructor(
+    private readonly deadLetters: DeadLetters,
+    private readonly tenantOf: TenantResolver,
+  ) {}
+
+  async listDeadLetters(req: ListDeadLettersRequest, ctx: HandlerContext) {
+    const page = await this.deadLetters.list(this.tenantOf(ctx), listDeadLettersInputFromPb(req));
+    return create(ListDeadLettersResponseSchema, {
+      deadLetters: page.deadLetters.map(notificationToPb),
+      nextPageToken: page.nextPageToken,
+    });
+  }
+
+  async getDeadLetter(req: GetDeadLetterRequest, ctx: HandlerContext) {
+    const { notification, events } = await this.deadLetters.get(this.tenantOf(ctx), req.id);
+    return create(GetDeadLetterResponseSchema, {
+      notification: notificationToPb(notification),
+      events: events.map(eventToPb),
+    });
+  }
+
+  async replayDeadLetters(req: ReplayDeadLettersRequest, ctx: HandlerContext) {
+    const { ids, more } = await this.deadLetters.replay(
+      this.tenantOf(ctx),
+      deadLetterSelectionFromPb(req),
+    );
+    return create(ReplayDeadLettersResponseSchema, {
+      replayedIds: ids,
+      replayedCount: ids.length,
+      more,
+    });
+  }
+
+  async purgeDeadLetters(req: PurgeDeadLettersRequest, ctx: HandlerContext) {
+    const { ids, more } = await this.deadLetters.purge(
+      this.tenantOf(ctx),
+      deadLetterSelectionFromPb(req),
+    );
+    return create(PurgeDeadLettersResponseSchema, { purgedIds: ids, purgedCount: ids.length, more });
+  }
+}
