@@ -17,6 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { jobSubject } from '../../src/infra/nats/layout.js';
 import { createCleanups } from '../support/cleanups.js';
 import { startHttpFake, type FakeAnswer, type HttpFake } from '../support/fakes/http-fake.js';
+import { startFakeSmtpServer } from '../support/fakes/smtp.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
 import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { NATS_URL } from '../support/nats.js';
@@ -250,5 +251,63 @@ describe('the delivery engine', () => {
     // go first; the flood is still far from done.
     expect(position - before).toBeLessThanOrEqual(3);
     expect(position).toBeLessThan(flood / 2);
+  });
+
+  it('sends email over SMTP, failing over to the secondary relay while the primary refuses', async () => {
+    const primary = await startFakeSmtpServer({ auth: { user: 'herald', pass: 'pw' } });
+    const secondary = await startFakeSmtpServer();
+    cleanups.add(() => primary.stop());
+    cleanups.add(() => secondary.stop());
+    primary.reply('rcpt', 421, 'try later');
+    const relay = (name: string, port: number, auth: boolean) => ({
+      type: 'smtp',
+      name,
+      host: '127.0.0.1',
+      port,
+      from: 'Herald <no-reply@example.com>',
+      tlsRejectUnauthorized: false,
+      ...(auth ? { user: 'herald', pass: '${TEST_SMTP_PASS}' } : {}),
+    });
+    const t = await startTestHerald({
+      env: {
+        TEST_SMTP_PASS: 'pw',
+        HERALD_PROVIDERS: JSON.stringify({
+          email: [relay('primary', primary.port, true), relay('secondary', secondary.port, false)],
+        }),
+      },
+    });
+    cleanups.add(() => t.stop());
+    const client = createHeraldClient({ baseUrl: t.h2cUrl });
+    cleanups.add(() => client.close());
+
+    const send = (subject: string) =>
+      client.send({
+        userId: 'u-mail',
+        channel: Channel.EMAIL,
+        to: 'reader@example.com',
+        content: { subject, body: 'text', html: '<p>html</p>' },
+      });
+    const delivered = async (id: string) => {
+      await expect
+        .poll(async () => (await client.getNotification({ id })).notification?.status, {
+          timeout: 30_000,
+          interval: 50,
+        })
+        .toBe(NotificationStatus.DELIVERED);
+      return (await client.getNotification({ id })).notification;
+    };
+
+    const first = await send('via secondary');
+    expect(await delivered(first.id)).toMatchObject({ provider: 'secondary', attempt: 1 });
+    expect(secondary.messages.map((m) => [m.notificationId, m.subject, m.hasHtml])).toEqual([
+      [first.id, 'via secondary', true],
+    ]);
+
+    primary.accept();
+    const second = await send('via primary');
+    expect(await delivered(second.id)).toMatchObject({ provider: 'primary', attempt: 1 });
+    expect(primary.messages.map((m) => [m.notificationId, m.user])).toEqual([
+      [second.id, 'herald'],
+    ]);
   });
 });
