@@ -86,6 +86,23 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     streamPrefix: config.nats.streamPrefix,
   };
   const closers: (() => Promise<void>)[] = [];
+  // Providers first: a misconfigured one stops the process before it connects to anything.
+  const channels = roles.includes('worker') ? (options.channels ?? config.worker.channels) : [];
+  const chains = channels.map((channel) =>
+    createProviderChain(
+      providerEntriesFor(channel, config.providers, {
+        breaker: config.worker.breaker,
+        concurrency: config.worker.concurrency,
+        logFile: config.logProviderFile,
+        allowLogFallback: config.env !== 'production',
+      }),
+      logger.child({ channel }),
+    ),
+  );
+  // Closed last (closers run in reverse), after the workers that use them have stopped.
+  closers.push(async () => {
+    await Promise.all(chains.map((c) => c.close()));
+  });
   const closeAll = async () => {
     for (const close of closers.reverse()) {
       await close().catch((err: unknown) => logger.warn({ err }, 'error while closing'));
@@ -163,19 +180,6 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
 
     if (roles.includes('worker')) {
       const workers: ChannelWorker[] = [];
-      const channels = options.channels ?? config.worker.channels;
-      // Built before anything starts, so a provider misconfiguration stops the process at once.
-      const chains = channels.map((channel) =>
-        createProviderChain(
-          providerEntriesFor(channel, config.providers, {
-            breaker: config.worker.breaker,
-            concurrency: config.worker.concurrency,
-            logFile: config.logProviderFile,
-            allowLogFallback: config.env !== 'production',
-          }),
-          logger.child({ channel }),
-        ),
-      );
       for (const [i, channel] of channels.entries()) {
         const lanes = await Promise.all(
           LANES_BY_URGENCY.map(async (lane) => ({

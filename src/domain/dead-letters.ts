@@ -75,8 +75,7 @@ export function createDeadLetters(deps: DeadLettersDeps) {
     if (input.pageSize < 0 || input.pageSize > PAGE_SIZE.max)
       v.push({ field: 'page_size', description: `must be 0 to ${PAGE_SIZE.max}` });
     checkFilter(input.filter, 'filter', v);
-    const cursor =
-      input.pageToken === '' ? null : decodePageToken('dead-letters', input.pageToken);
+    const cursor = input.pageToken === '' ? null : decodePageToken('dead-letters', input.pageToken);
     if (cursor === undefined)
       v.push({ field: 'page_token', description: 'is not a token this API returned' });
     if (v.length > 0) throw new ValidationError(v);

@@ -29,7 +29,9 @@ export async function httpRequest(
   } catch (err) {
     const reason = init.signal.aborted
       ? 'request aborted'
-      : ((err as Error).cause as Error | undefined)?.message || (err as Error).message || 'request failed';
+      : ((err as Error).cause as Error | undefined)?.message ||
+        (err as Error).message ||
+        'request failed';
     throw new TransientDeliveryError(`${provider}: ${reason}`, { cause: err });
   }
   let text: string;

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { FailedPreconditionError } from '../domain/errors.js';
 import { CHANNELS, type Channel } from '../domain/notification.js';
 import type { Provider } from '../domain/ports.js';
 import type { BreakerOptions } from '../workers/circuit-breaker.js';
@@ -34,7 +35,10 @@ const inAppProviderConfig = z
 const TYPES = {
   smtp: { schema: smtpProviderConfig, create: createSmtpProvider },
   twilio: { schema: twilioProviderConfig, create: createTwilioProvider },
-  fcm: { schema: fcmProviderConfig, create: (c: z.output<typeof fcmProviderConfig>) => createFcmProvider(c) },
+  fcm: {
+    schema: fcmProviderConfig,
+    create: (c: z.output<typeof fcmProviderConfig>) => createFcmProvider(c),
+  },
   webhook: {
     schema: webhookProviderConfig,
     create: (c: z.output<typeof webhookProviderConfig>) => createWebhookProvider(c),
@@ -89,7 +93,10 @@ export function readProvidersConfig(env: Record<string, string | undefined>): {
   const file = env.HERALD_PROVIDERS_FILE;
   const inline = env.HERALD_PROVIDERS;
   if (file && inline) {
-    return { config: {}, problems: ['HERALD_PROVIDERS: set it or HERALD_PROVIDERS_FILE, not both'] };
+    return {
+      config: {},
+      problems: ['HERALD_PROVIDERS: set it or HERALD_PROVIDERS_FILE, not both'],
+    };
   }
   const source = file ? 'HERALD_PROVIDERS_FILE' : 'HERALD_PROVIDERS';
   let text: string;
@@ -97,7 +104,10 @@ export function readProvidersConfig(env: Record<string, string | undefined>): {
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      return { config: {}, problems: [`${source}: cannot read ${file}: ${(err as Error).message}`] };
+      return {
+        config: {},
+        problems: [`${source}: cannot read ${file}: ${(err as Error).message}`],
+      };
     }
   } else if (inline) {
     text = inline;
@@ -233,7 +243,7 @@ export function providerEntriesFor(
   let entries = config[channel];
   if (entries === undefined) {
     if (channel !== 'in_app' && !defaults.allowLogFallback) {
-      throw new Error(
+      throw new FailedPreconditionError(
         `no provider is configured for channel ${channel}: add one to HERALD_PROVIDERS_FILE (or use {"type":"log"} deliberately)`,
       );
     }

@@ -60,7 +60,10 @@ export function createScheduler(deps: SchedulerDeps) {
     const failed = changed.filter((n) => n.status === 'FAILED');
     for (const n of failed) await deps.deadLetters.add(n, null);
     if (failed.length > 0) {
-      logger.warn({ count: failed.length }, 'dead-lettered notifications lost on their last attempt');
+      logger.warn(
+        { count: failed.length },
+        'dead-lettered notifications lost on their last attempt',
+      );
     }
     const reclaimed = changed.filter((n) => n.status !== 'FAILED');
     if (reclaimed.length > 0) {

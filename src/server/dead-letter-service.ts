@@ -65,6 +65,10 @@ export class DeadLetterServiceHandler implements Impl {
       this.tenantOf(ctx),
       deadLetterSelectionFromPb(req),
     );
-    return create(PurgeDeadLettersResponseSchema, { purgedIds: ids, purgedCount: ids.length, more });
+    return create(PurgeDeadLettersResponseSchema, {
+      purgedIds: ids,
+      purgedCount: ids.length,
+      more,
+    });
   }
 }

@@ -188,11 +188,7 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
     const counted = outcome.ok || (outcome.charged && !released);
     const decision = released
       ? ({ status: 'RETRYING', action: 'nak', delayMs: 0, error: 'released at shutdown' } as const)
-      : decideDelivery(
-          outcome.ok ? null : outcome.error,
-          n.attempt - n.attemptFloor,
-          deps.retry,
-        );
+      : decideDelivery(outcome.ok ? null : outcome.error, n.attempt - n.attemptFloor, deps.retry);
     const nextAttemptAt =
       decision.action === 'nak' ? new Date(Date.now() + decision.delayMs) : null;
     let updated: Notification | null;
@@ -291,7 +287,6 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
         }
       }
       await settled;
-      await providers.close();
     },
   };
 }

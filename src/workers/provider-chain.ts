@@ -8,7 +8,11 @@
 import { TransientDeliveryError } from '../domain/errors.js';
 import type { Notification } from '../domain/notification.js';
 import type { Logger, Provider } from '../domain/ports.js';
-import { createCircuitBreaker, type BreakerOptions, type CircuitBreaker } from './circuit-breaker.js';
+import {
+  createCircuitBreaker,
+  type BreakerOptions,
+  type CircuitBreaker,
+} from './circuit-breaker.js';
 
 export interface ChainEntry {
   provider: Provider;

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/infra/postgres/orm.js';
 import {
   adminQuery,
   createTestDatabase,
@@ -93,6 +94,18 @@ describe('herald', () => {
     );
   });
 
+  it('refuses to start a production worker for a channel without a provider', async () => {
+    const run = await herald(['worker', '--channels', 'sms'], {
+      HERALD_ENV: 'production',
+      HERALD_DATABASE_URL: db.url,
+      HERALD_ADMIN_PORT: '0',
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      'herald: no provider is configured for channel sms: add one to HERALD_PROVIDERS_FILE (or use {"type":"log"} deliberately)',
+    );
+  });
+
   it('refuses to start against a database whose schema is behind', async () => {
     const name = `herald_empty_${randomBytes(4).toString('hex')}`;
     await adminQuery(`create database ${name}`);
@@ -103,7 +116,7 @@ describe('herald', () => {
       });
       expect(run.code).toBe(1);
       expect(run.stderr).toBe(
-        'herald: the database schema is behind (1 migration(s) pending); run `herald migrate`',
+        `herald: the database schema is behind (${MIGRATIONS.length} migration(s) pending); run \`herald migrate\``,
       );
     } finally {
       await adminQuery(`drop database if exists ${name} with (force)`);

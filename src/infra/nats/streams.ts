@@ -122,10 +122,7 @@ export async function ensureStreams(
   }
   // The dead-letter stream, and the stream that captures max-deliveries advisories (core NATS
   // messages, lost if nobody listens) with the scheduler's consumer of it.
-  for (const wanted of [
-    wantedDeadLetterStream(layout, opts),
-    wantedAdvisoryStream(layout, opts),
-  ]) {
+  for (const wanted of [wantedDeadLetterStream(layout, opts), wantedAdvisoryStream(layout, opts)]) {
     const info = await ensureStream(jsm, wanted, result);
     mismatches.push(...compare(`stream ${wanted.name}`, wanted, info.config));
   }
