@@ -9,12 +9,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, createClient, type Client } from '@connectrpc/connect';
 import { Http2SessionManager, createGrpcTransport } from '@connectrpc/connect-node';
-import {
-  Channel,
-  NotificationStatus,
-  createHeraldClient,
-  type HeraldClient,
-} from '@herald/client';
+import { Channel, NotificationStatus, createHeraldClient, type HeraldClient } from '@herald/client';
 import {
   DeadLetterService,
   type DeadLetterFilterSchema,
@@ -263,7 +258,9 @@ describe('ListDeadLetters', () => {
     const at = (n: Notification) => n.deadLetteredAt!.getTime();
     const expected = (after: number | null, before: number | null) =>
       newestFirst(
-        rows.filter((n) => (after === null || at(n) >= after) && (before === null || at(n) < before)),
+        rows.filter(
+          (n) => (after === null || at(n) >= after) && (before === null || at(n) < before),
+        ),
       );
 
     it('includes dead letters from dead_lettered_after on', async () => {

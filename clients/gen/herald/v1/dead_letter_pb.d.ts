@@ -311,7 +311,8 @@ export declare const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLetters
 export declare const DeadLetterService: GenService<{
   /**
    * ListDeadLetters pages through the dead letters, most recently dead-lettered first, with
-   * optional filters. Pages are stable: every dead letter is returned at most once.
+   * optional filters. Pages are stable: every dead letter is returned exactly once, unless it is
+   * replayed or purged while the caller pages.
    *
    * @generated from rpc herald.v1.DeadLetterService.ListDeadLetters
    */
