@@ -310,4 +310,42 @@ describe('the delivery engine', () => {
       [second.id, 'herald'],
     ]);
   });
+
+  it('publishes again a job the queue gave up on (max deliveries) while its retry budget lasts', async () => {
+    const fake = await startFake();
+    let down = true;
+    const receiver = recordingResponder(() => ({ status: down ? 503 : 200 }));
+    fake.respond(receiver.responder);
+    // Two deliveries per job: the breaker's waiting naks use them up long before the attempts.
+    const { t, client } = await heraldFor(fake, {
+      HERALD_MAX_DELIVER: '2',
+      HERALD_BREAKER_FAILURES: '1',
+      HERALD_BREAKER_COOLDOWN_MS: '1000',
+      HERALD_RETRY_MAX_ATTEMPTS: '5',
+    });
+    const accepted = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => sendHook(client, `advisory ${i}`).then((r) => r.id)),
+    );
+    // Until the advisories have made the scheduler publish some of them again.
+    await expect
+      .poll(
+        async () => {
+          const { rows } = await t.db.pool.query<{ n: string }>(
+            'select count(*) as n from notification where id = any($1::uuid[]) and generation > 1',
+            [accepted],
+          );
+          return Number(rows[0]?.n);
+        },
+        { timeout: 30_000, interval: 200 },
+      )
+      .toBeGreaterThan(0);
+    down = false;
+
+    await expect
+      .poll(() => statusCounts(t, accepted), { timeout: 30_000, interval: 200 })
+      .toEqual({ DELIVERED: 5 });
+    const ledger = await reconcileLedger(t.db.pool, accepted, receiver.delivered);
+    printLedger('max deliveries', ledger);
+    expect(ledger).toMatchObject({ lost: [], duplicated: [], phantom: [] });
+  });
 });

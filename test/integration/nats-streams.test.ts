@@ -25,6 +25,7 @@ import { NATS_URL, randomLayout } from '../support/nats.js';
 import { freePort } from '../support/ports.js';
 
 const CHANNELS: readonly Channel[] = ['email', 'in_app'];
+const ALL_CHANNELS = ['email', 'sms', 'push', 'in_app', 'webhook'] as const;
 const STREAM_OPTS: EnsureStreamsOptions = {
   channels: CHANNELS,
   duplicateWindowMs: 600_000,
@@ -86,7 +87,22 @@ describe('ensureStreams', () => {
     const result = await ensureStreams(jsm, layout, STREAM_OPTS);
 
     expect(result.updated).toEqual([]);
-    expect(result.created).toHaveLength(CHANNELS.length * 5);
+    // Per channel a stream and four lane consumers; then the dead-letter stream, the advisory
+    // stream and the scheduler's consumer of it.
+    expect(result.created).toHaveLength(CHANNELS.length * 5 + 3);
+    const dlq = await jsm.streams.info(`${layout.streamPrefix}_DLQ`);
+    expect(dlq.config).toMatchObject({
+      subjects: [`${layout.subjectPrefix}.dlq.>`],
+      retention: 'limits',
+      max_age: 30 * 86_400_000 * MS,
+    });
+    const advisories = await jsm.streams.info(`${layout.streamPrefix}_ADVISORIES`);
+    // Every channel's advisories, whichever channels this process serves.
+    expect(advisories.config.subjects).toEqual(
+      ALL_CHANNELS.map(
+        (c) => `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${streamName(layout, c)}.*`,
+      ),
+    );
     const si = await jsm.streams.info(streamName(layout, 'in_app'));
     expect(si.config).toMatchObject({
       name: `${layout.streamPrefix}_IN_APP`,
@@ -147,7 +163,11 @@ describe('ensureStreams', () => {
 
     const result = await ensureStreams(jsm, layout, { ...STREAM_OPTS, duplicateWindowMs: 900_000 });
 
-    expect(result.updated).toEqual(CHANNELS.map((c) => `stream ${streamName(layout, c)}`));
+    expect(result.updated).toEqual([
+      ...CHANNELS.map((c) => `stream ${streamName(layout, c)}`),
+      `stream ${layout.streamPrefix}_DLQ`,
+      `stream ${layout.streamPrefix}_ADVISORIES`,
+    ]);
     const si = await jsm.streams.info(streamName(layout, 'email'));
     expect(si.config.duplicate_window).toBe(900_000 * MS);
   });
