@@ -33,8 +33,7 @@ export interface RecordedRequest {
 }
 
 export type FakeAnswer =
-  | { status: number; headers?: Record<string, string>; body?: unknown; delayMs?: number }
-  | 'hang';
+  { status: number; headers?: Record<string, string>; body?: unknown; delayMs?: number } | 'hang';
 
 /** Computes the answer to a request; `index` is its 0-based position among all requests. */
 export type Responder = (request: RecordedRequest, index: number) => FakeAnswer;
