@@ -6,7 +6,7 @@ import { Channel, NotificationStatus, createHeraldClient } from '@herald/client'
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
-import { killAll, spawnHerald } from '../support/processes.js';
+import { killAll, spawnHeraldAll } from '../support/processes.js';
 
 const cleanups = createCleanups();
 
@@ -19,13 +19,8 @@ describe('herald all when PostgreSQL terminates its connections', () => {
   it('keeps running and delivers the next notification', async () => {
     const t = await startTestHerald({ roles: [] });
     cleanups.add(() => t.stop());
-    const child = spawnHerald(['all'], {
-      ...process.env,
-      ...t.env,
-      HERALD_MIGRATE_ON_START: 'false',
-    });
-    const [, port] = await child.waitFor(/\(h2c\) on http:\/\/127\.0\.0\.1:(\d+)/);
-    const client = createHeraldClient({ baseUrl: `http://127.0.0.1:${port}` });
+    const { child, url } = await spawnHeraldAll(t.env);
+    const client = createHeraldClient({ baseUrl: url });
     cleanups.add(() => client.close());
     const send = (subject: string) =>
       client.send({

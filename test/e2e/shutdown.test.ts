@@ -7,7 +7,7 @@ import { Channel, createHeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
-import { killAll, spawnHerald } from '../support/processes.js';
+import { killAll, spawnHerald, spawnHeraldAll } from '../support/processes.js';
 
 const cleanups = createCleanups();
 
@@ -21,13 +21,8 @@ describe('herald all', () => {
     // An in-process Herald with no roles: its database and NATS layout, and a worker for later.
     const t = await startTestHerald({ roles: [] });
     cleanups.add(() => t.stop());
-    const child = spawnHerald(['all'], {
-      ...process.env,
-      ...t.env,
-      HERALD_MIGRATE_ON_START: 'false',
-    });
-    const [, port] = await child.waitFor(/\(h2c\) on http:\/\/127\.0\.0\.1:(\d+)/);
-    const client = createHeraldClient({ baseUrl: `http://127.0.0.1:${port}` });
+    const { child, url } = await spawnHeraldAll(t.env);
+    const client = createHeraldClient({ baseUrl: url });
     cleanups.add(() => client.close());
 
     const userId = `u-${randomUUID()}`;

@@ -70,3 +70,15 @@ export async function killAll(): Promise<void> {
     await child.exited;
   }
 }
+
+/**
+ * `herald all` as a child process on the database and NATS layout of `env` (a TestHerald's), not
+ * migrating; resolves once it serves, with its h2c URL.
+ */
+export async function spawnHeraldAll(
+  env: Record<string, string>,
+): Promise<{ child: HeraldProcess; url: string }> {
+  const child = spawnHerald(['all'], { ...process.env, ...env, HERALD_MIGRATE_ON_START: 'false' });
+  const [, port] = await child.waitFor(/\(h2c\) on http:\/\/127\.0\.0\.1:(\d+)/);
+  return { child, url: `http://127.0.0.1:${port}` };
+}

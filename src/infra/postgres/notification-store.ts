@@ -247,6 +247,35 @@ export function createNotificationStore(
     return rows[0] ? toNotification(rows[0]) : null;
   }
 
+  /**
+   * One page of a tenant's rows, newest first by `column` then id, strictly after `cursor`;
+   * `filter` adds conditions, binding values with `param`.
+   */
+  async function keysetPage(
+    tenantId: string,
+    column: 'created_at' | 'dead_lettered_at',
+    cursor: { at: Date; id: string } | null,
+    limit: number,
+    filter: (where: string[], param: (v: unknown) => string) => void,
+  ): Promise<Notification[]> {
+    const values: unknown[] = [tenantId];
+    const where = ['tenant_id = $1'];
+    const param = (v: unknown) => {
+      values.push(v);
+      return `$${values.length}`;
+    };
+    filter(where, param);
+    if (cursor !== null) {
+      where.push(`(${column}, id) < (${param(cursor.at)}, ${param(cursor.id)}::uuid)`);
+    }
+    const rows = await query<Row>(
+      `select ${COLUMNS} from notification where ${where.join(' and ')}
+       order by ${column} desc, id desc limit ${param(limit)}`,
+      values,
+    );
+    return rows.map(toNotification);
+  }
+
   /** Moves rows selected by `where` (locked, skipping rows others hold) to a new state. */
   async function sweep(where: string, set: string, error: string | null, values: unknown[]) {
     const rows = await query<Row>(
@@ -305,29 +334,15 @@ export function createNotificationStore(
       return rows.map(toEvent);
     },
 
-    async list(tenantId, q: ListQuery) {
-      const values: unknown[] = [tenantId];
-      const where = ['tenant_id = $1'];
-      const param = (v: unknown) => {
-        values.push(v);
-        return `$${values.length}`;
-      };
-      if (q.userId !== null) where.push(`user_id = ${param(q.userId)}`);
-      if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
-      if (q.channels.length > 0) where.push(`channel = any(${param(q.channels)}::text[])`);
-      if (q.createdAfter !== null) where.push(`created_at >= ${param(q.createdAfter)}`);
-      if (q.createdBefore !== null) where.push(`created_at < ${param(q.createdBefore)}`);
-      if (q.before !== null) {
-        where.push(
-          `(created_at, id) < (${param(q.before.createdAt)}, ${param(q.before.id)}::uuid)`,
-        );
-      }
-      const rows = await query<Row>(
-        `select ${COLUMNS} from notification where ${where.join(' and ')}
-         order by created_at desc, id desc limit ${param(q.limit)}`,
-        values,
-      );
-      return rows.map(toNotification);
+    list(tenantId, q: ListQuery) {
+      const cursor = q.before && { at: q.before.createdAt, id: q.before.id };
+      return keysetPage(tenantId, 'created_at', cursor, q.limit, (where, param) => {
+        if (q.userId !== null) where.push(`user_id = ${param(q.userId)}`);
+        if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
+        if (q.channels.length > 0) where.push(`channel = any(${param(q.channels)}::text[])`);
+        if (q.createdAfter !== null) where.push(`created_at >= ${param(q.createdAfter)}`);
+        if (q.createdBefore !== null) where.push(`created_at < ${param(q.createdBefore)}`);
+      });
     },
 
     async cancel(tenantId, id) {
@@ -430,31 +445,18 @@ export function createNotificationStore(
       return { action: 'none', notification: null };
     },
 
-    async deadLetters(tenantId, q) {
-      const values: unknown[] = [tenantId];
-      const where = ['tenant_id = $1', 'dead_lettered_at is not null', `status = 'FAILED'`];
-      const param = (v: unknown) => {
-        values.push(v);
-        return `$${values.length}`;
-      };
-      if (q.ids !== null) where.push(`id = any(${param(q.ids)}::uuid[])`);
-      if (q.channels.length > 0) where.push(`channel = any(${param(q.channels)}::text[])`);
-      if (q.errorContains !== null) {
-        where.push(`strpos(lower(last_error), lower(${param(q.errorContains)})) > 0`);
-      }
-      if (q.after !== null) where.push(`dead_lettered_at >= ${param(q.after)}`);
-      if (q.before !== null) where.push(`dead_lettered_at < ${param(q.before)}`);
-      if (q.cursor !== null) {
-        where.push(
-          `(dead_lettered_at, id) < (${param(q.cursor.deadLetteredAt)}, ${param(q.cursor.id)}::uuid)`,
-        );
-      }
-      const rows = await query<Row>(
-        `select ${COLUMNS} from notification where ${where.join(' and ')}
-         order by dead_lettered_at desc, id desc limit ${param(q.limit)}`,
-        values,
-      );
-      return rows.map(toNotification);
+    deadLetters(tenantId, q) {
+      const cursor = q.cursor && { at: q.cursor.deadLetteredAt, id: q.cursor.id };
+      return keysetPage(tenantId, 'dead_lettered_at', cursor, q.limit, (where, param) => {
+        where.push('dead_lettered_at is not null', `status = 'FAILED'`);
+        if (q.ids !== null) where.push(`id = any(${param(q.ids)}::uuid[])`);
+        if (q.channels.length > 0) where.push(`channel = any(${param(q.channels)}::text[])`);
+        if (q.errorContains !== null) {
+          where.push(`strpos(lower(last_error), lower(${param(q.errorContains)})) > 0`);
+        }
+        if (q.after !== null) where.push(`dead_lettered_at >= ${param(q.after)}`);
+        if (q.before !== null) where.push(`dead_lettered_at < ${param(q.before)}`);
+      });
     },
 
     async replay(tenantId, ids) {
