@@ -8,11 +8,13 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from '@connectrpc/connect-node';
+import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 import { resolveHeraldClientOptions } from './options.js';
 import type { HeraldClient, HeraldClientOptions } from './options.js';
 
 export * from '../gen/herald/v1/notification_pb.js';
+export * from '../gen/herald/v1/dead_letter_pb.js';
 export { createHeraldInterceptor } from './options.js';
 export type { HeraldClient, HeraldClientOptions, HeraldProtocol } from './options.js';
 
@@ -64,5 +66,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         : createGrpcWebTransport(http1Options);
   }
 
-  return Object.assign(createClient(NotificationService, transport), { close });
+  return Object.assign(createClient(NotificationService, transport), {
+    deadLetters: createClient(DeadLetterService, transport),
+    close,
+  });
 }

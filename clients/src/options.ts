@@ -1,4 +1,5 @@
 import type { Client, Interceptor } from '@connectrpc/connect';
+import type { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import type { NotificationService } from '../gen/herald/v1/notification_pb.js';
 
 /** The wire protocols Herald serves. */
@@ -37,8 +38,13 @@ export interface HeraldClientOptions {
   httpVersion?: '1.1' | '2';
 }
 
-/** A typed client of `herald.v1.NotificationService`. */
+/**
+ * A typed client of `herald.v1.NotificationService`, with `herald.v1.DeadLetterService` as
+ * `deadLetters`; both share one connection.
+ */
 export type HeraldClient = Client<typeof NotificationService> & {
+  /** List, get, replay and purge dead letters. */
+  deadLetters: Client<typeof DeadLetterService>;
   /**
    * Releases the client's connections: closes its HTTP/2 session or its pooled HTTP/1.1 sockets,
    * failing any call or stream still open on them. A later call opens a new connection. Idle

@@ -1,10 +1,12 @@
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-web';
+import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 import { resolveHeraldClientOptions } from './options.js';
 import type { HeraldClient, HeraldClientOptions } from './options.js';
 
 export * from '../gen/herald/v1/notification_pb.js';
+export * from '../gen/herald/v1/dead_letter_pb.js';
 export { createHeraldInterceptor } from './options.js';
 export type { HeraldClient, HeraldClientOptions, HeraldProtocol } from './options.js';
 
@@ -32,5 +34,8 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       ? createGrpcWebTransport(transportOptions)
       : createConnectTransport(transportOptions);
   // fetch owns the connections; there is nothing of ours to release.
-  return Object.assign(createClient(NotificationService, transport), { close: () => {} });
+  return Object.assign(createClient(NotificationService, transport), {
+    deadLetters: createClient(DeadLetterService, transport),
+    close: () => {},
+  });
 }

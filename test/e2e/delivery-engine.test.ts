@@ -13,6 +13,7 @@ import {
   createHeraldClient,
   type HeraldClient,
 } from '@herald/client';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jobSubject } from '../../src/infra/nats/layout.js';
 import { createCleanups } from '../support/cleanups.js';
@@ -95,13 +96,15 @@ describe('the delivery engine', () => {
     const { client } = await heraldFor(fake);
 
     const { id } = await sendHook(client, 'flaky');
-    const retrying: { attempt: number; nextAttemptAt: boolean }[] = [];
+    const retrying: { attempt: number; delayMs: number | null }[] = [];
     await expect
       .poll(
         async () => {
           const n = (await client.getNotification({ id })).notification;
           if (n?.status === NotificationStatus.RETRYING) {
-            retrying.push({ attempt: n.attempt, nextAttemptAt: n.nextAttemptAt !== undefined });
+            const due = n.nextAttemptAt && timestampDate(n.nextAttemptAt).getTime();
+            const at = n.updatedAt && timestampDate(n.updatedAt).getTime();
+            retrying.push({ attempt: n.attempt, delayMs: due && at ? due - at : null });
           }
           return n?.status;
         },
@@ -120,8 +123,14 @@ describe('the delivery engine', () => {
     expect(
       events.filter((e) => e.status === NotificationStatus.RETRYING).map((e) => e.error),
     ).toEqual(['hook: HTTP 503', 'hook: HTTP 500', 'hook: HTTP 429']);
-    // Every retry was visible with its due time while it waited.
-    expect(retrying.every((r) => r.nextAttemptAt)).toBe(true);
+    // Each retry was visible with its due time while it waited, no later than the configured
+    // backoff allows: full jitter under 100 ms x 2^(attempt-1); the 429's Retry-After: 0 wins.
+    expect(retrying.length).toBeGreaterThan(0);
+    for (const r of retrying) {
+      expect(r.delayMs).not.toBeNull();
+      const ceiling = r.attempt === 3 ? 0 : 100 * 2 ** (r.attempt - 1);
+      expect(r.delayMs).toBeLessThanOrEqual(ceiling);
+    }
     expect(new Set(fake.requests.map((r) => hookId(r.headers)))).toEqual(new Set([id]));
     expect(fake.requests).toHaveLength(4);
   });
@@ -160,8 +169,11 @@ describe('the delivery engine', () => {
   it('dead-letters permanent failures and poison jobs (R10) while healthy traffic flows', async () => {
     const fake = await startFake();
     const receiver = recordingResponder(() => ({ status: 200 }));
+    let poisonFixed = false;
     fake.respond((req) =>
-      req.body.includes('"body":"poison"') ? { status: 400 } : receiver.responder(req),
+      req.body.includes('"body":"poison"') && !poisonFixed
+        ? { status: 400 }
+        : receiver.responder(req),
     );
     const { t, client } = await heraldFor(fake);
     const nc = await connect({ servers: NATS_URL });
@@ -194,8 +206,26 @@ describe('the delivery engine', () => {
     expect(copy?.header.get('Herald-Original-Subject')).toBe(
       jobSubject(t.config.nats, 'webhook', 'normal'),
     );
-    const ledger = await reconcileLedger(t.db.pool, healthy, receiver.delivered);
-    printLedger('R10 poison', ledger);
+    // The receiver is fixed; replaying (twice, at once) delivers it once, on a new generation.
+    poisonFixed = true;
+    const replays = await Promise.all([
+      client.deadLetters.replayDeadLetters({ ids: [poison.id] }),
+      client.deadLetters.replayDeadLetters({ ids: [poison.id] }),
+    ]);
+    expect(replays.map((r) => r.replayedIds).flat()).toEqual([poison.id]);
+    await expect
+      .poll(async () => (await client.getNotification({ id: poison.id })).notification?.status, {
+        timeout: 30_000,
+        interval: 50,
+      })
+      .toBe(NotificationStatus.DELIVERED);
+    expect((await client.deadLetters.replayDeadLetters({ ids: [poison.id] })).replayedIds).toEqual(
+      [],
+    );
+    const after = await client.getNotification({ id: poison.id });
+    expect(after.notification).toMatchObject({ attempt: 2, generation: 2n });
+    const ledger = await reconcileLedger(t.db.pool, [...healthy, poison.id], receiver.delivered);
+    printLedger('R10 poison, then replay', ledger);
     expect(ledger).toMatchObject({ lost: [], duplicated: [], phantom: [] });
   });
 

@@ -6,6 +6,7 @@
 import { Channel, NotificationStatus, createHeraldClient } from '@herald/client';
 import type { HeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
 import type { TestHerald } from '../support/herald.js';
@@ -81,6 +82,9 @@ describe('Herald with NATS down', () => {
         .toBe(NotificationStatus.DELIVERED);
 
       const deliveries = t.deliveries();
+      const ledger = await reconcileLedger(t.db.pool, [before.id, during.id], deliveries);
+      printLedger('R5 nats-server down', ledger);
+      expect(ledger).toMatchObject({ lost: [], duplicated: [], phantom: [] });
       expect(deliveries.filter((id) => id === during.id)).toHaveLength(1);
       expect(deliveries.filter((id) => id === before.id)).toHaveLength(1);
       const history = (await client.getNotification({ id: during.id })).events.map((e) => e.status);

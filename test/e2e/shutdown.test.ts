@@ -3,9 +3,10 @@
  * flight, closes connections and exits 0; nothing accepted before the signal is lost.
  */
 import { randomUUID } from 'node:crypto';
-import { Channel, createHeraldClient } from '@herald/client';
+import { Channel, NotificationStatus, createHeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCleanups } from '../support/cleanups.js';
+import { startHttpFake } from '../support/fakes/http-fake.js';
 import { startTestHerald } from '../support/herald.js';
 import { killAll, spawnHerald, spawnHeraldAll } from '../support/processes.js';
 
@@ -64,5 +65,51 @@ describe('herald all', () => {
     scheduler.proc.kill('SIGTERM');
     expect(await next.exited).toEqual({ code: 0, signal: null });
     expect(await scheduler.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('releases a delivery still running at the deadline, uncharged, to the next process', async () => {
+    const fake = await startHttpFake();
+    cleanups.add(() => fake.close());
+    fake.respond({ status: 200, delayMs: 60_000 }); // far past the shutdown deadline
+    const t = await startTestHerald({
+      roles: [],
+      env: {
+        HERALD_PROVIDERS: JSON.stringify({
+          webhook: [{ type: 'webhook', url: `${fake.url}/hook`, secret: 'shutdown-secret-0123' }],
+        }),
+        HERALD_SHUTDOWN_TIMEOUT_MS: '2000',
+      },
+    });
+    cleanups.add(() => t.stop());
+    const { child, url } = await spawnHeraldAll(t.env);
+    const client = createHeraldClient({ baseUrl: url });
+    cleanups.add(() => client.close());
+
+    const { id } = await client.send({
+      userId: 'u-slow',
+      channel: Channel.WEBHOOK,
+      content: { body: 'slow' },
+    });
+    await fake.received(1);
+    child.proc.kill('SIGTERM');
+    expect(await child.exited, child.output()).toEqual({ code: 0, signal: null });
+    const { rows } = await t.db.pool.query<{ status: string; attempt: number; floor: number }>(
+      'select status, attempt, attempt_floor as floor from notification where id = $1',
+      [id],
+    );
+    // Released, not failed: the interrupted attempt is not charged to the retry budget.
+    expect(rows[0]).toEqual({ status: 'RETRYING', attempt: 1, floor: 1 });
+
+    fake.respond({ status: 200 });
+    const next = await spawnHeraldAll(t.env);
+    const after = createHeraldClient({ baseUrl: next.url });
+    cleanups.add(() => after.close());
+    await expect
+      .poll(async () => (await after.getNotification({ id })).notification?.status, {
+        timeout: 30_000,
+        interval: 100,
+      })
+      .toBe(NotificationStatus.DELIVERED);
+    expect(fake.requests.filter((r) => r.headers['herald-webhook-id'] === id)).toHaveLength(2);
   });
 });
