@@ -92,7 +92,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     createProviderChain(
       providerEntriesFor(channel, config.providers, {
         breaker: config.worker.breaker,
-        concurrency: config.worker.concurrency,
+        concurrency: config.worker.concurrency[channel],
         logFile: config.logProviderFile,
         allowLogFallback: config.env !== 'production',
       }),
@@ -199,7 +199,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
           retry: config.worker.retry,
           leaseMs: config.worker.ackWaitMs,
           providerTimeoutMs: config.worker.providerTimeoutMs,
-          concurrency: config.worker.concurrency,
+          concurrency: config.worker.concurrency[channel],
           crash: (point) => {
             if (config.worker.crashAt === point) options.crash?.(point);
           },

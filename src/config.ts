@@ -50,7 +50,36 @@ const schema = z.object({
   HERALD_MAX_TIMEOUT_MS: int(30_000, 100),
   HERALD_TENANT: z.string().min(1).default('dev'),
   HERALD_WORKER_CHANNELS: channelList,
-  HERALD_WORKER_CONCURRENCY: int(256, 1),
+  /** `256`, or per channel with a default: `email=64,sms=16,256`. */
+  HERALD_WORKER_CONCURRENCY: z
+    .string()
+    .default('256')
+    .transform((s, ctx) => {
+      const byChannel: Partial<Record<Channel, number>> = {};
+      let fallback = 256;
+      for (const part of s.split(',').map((p) => p.trim())) {
+        const m = /^(?:([a-z_]+)=)?(\d+)$/.exec(part);
+        const n = Number(m?.[2]);
+        const channel = m?.[1];
+        if (
+          !m ||
+          n < 1 ||
+          (channel !== undefined && !(CHANNELS as readonly string[]).includes(channel))
+        ) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${part}" is not a count >= 1 or <channel>=<count> (channels: ${CHANNELS.join(', ')})`,
+          });
+          return z.NEVER;
+        }
+        if (channel === undefined) fallback = n;
+        else byChannel[channel as Channel] = n;
+      }
+      return Object.fromEntries(CHANNELS.map((c) => [c, byChannel[c] ?? fallback])) as Record<
+        Channel,
+        number
+      >;
+    }),
   HERALD_ACK_WAIT_MS: int(30_000, 1000),
   HERALD_MAX_DELIVER: int(20, 2),
   HERALD_DUPLICATE_WINDOW_MS: int(600_000, 60_000),
@@ -95,7 +124,8 @@ export interface Config {
   tenant: string;
   worker: {
     channels: Channel[];
-    concurrency: number;
+    /** Deliveries in flight per channel. */
+    concurrency: Record<Channel, number>;
     ackWaitMs: number;
     maxDeliver: number;
     duplicateWindowMs: number;

@@ -55,6 +55,19 @@ describe('loadConfig', () => {
     expect(email[0]?.breaker).toEqual({ failures: 3 });
   });
 
+  it('reads worker concurrency for all channels or per channel', () => {
+    expect(loadConfig({}).worker.concurrency.email).toBe(256);
+    expect(loadConfig({ HERALD_WORKER_CONCURRENCY: '32' }).worker.concurrency.sms).toBe(32);
+    const mixed = loadConfig({ HERALD_WORKER_CONCURRENCY: 'email=64, sms=8, 100' }).worker;
+    expect(mixed.concurrency).toEqual({ email: 64, sms: 8, push: 100, in_app: 100, webhook: 100 });
+    expect(() => loadConfig({ HERALD_WORKER_CONCURRENCY: 'fax=3' })).toThrow(
+      /HERALD_WORKER_CONCURRENCY: "fax=3" is not a count/,
+    );
+    expect(() => loadConfig({ HERALD_WORKER_CONCURRENCY: '0' })).toThrow(
+      /HERALD_WORKER_CONCURRENCY/,
+    );
+  });
+
   it('names every bad provider setting with its path', () => {
     let problems = '';
     try {
