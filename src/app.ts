@@ -15,7 +15,16 @@ import {
   type Notification,
 } from './domain/notification.js';
 import { createNotifications, jobOf, type Notifications } from './domain/notifications.js';
+import {
+  SCOPES,
+  createApiKeys,
+  createAuthenticator,
+  newApiKey,
+  type ApiKeyStore,
+} from './domain/access.js';
+import { verifyUserToken } from './infra/auth/user-tokens.js';
 import { connectNats } from './infra/nats/connection.js';
+import { createApiKeyStore } from './infra/postgres/api-key-store.js';
 import { createDeadLetterSink } from './infra/nats/dead-letters.js';
 import { createJobPublisher, decodeJob, getJobConsumer } from './infra/nats/job-queue.js';
 import { ADVISORY_CONSUMER, advisoryStreamName, type NatsLayout } from './infra/nats/layout.js';
@@ -49,6 +58,11 @@ export interface HeraldOptions {
   roles: readonly Role[];
   /** Channels the worker role serves (default: config.worker.channels). */
   channels?: readonly Channel[];
+  /**
+   * Development: when the tenant has no active API key, create one with every scope and return it
+   * (once) as `developmentKey`.
+   */
+  developmentKey?: boolean;
   /** Called at a crash point when config.worker.crashAt names it (tests only). */
   crash?: (point: CrashPoint | 'mid-sweep') => void;
 }
@@ -60,6 +74,8 @@ export interface Herald {
   /** The probes' port (/healthz, /readyz), when this process runs no api. */
   adminPort: number | null;
   scheduler: Scheduler | null;
+  /** The development API key created at this start, if any (shown once). */
+  developmentKey: string | null;
   /** Graceful stop: intake first, then in-flight work, then connections. */
   stop(): Promise<void>;
 }
@@ -163,11 +179,30 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     };
 
     let ports: Herald['ports'] = null;
+    let developmentKey: string | null = null;
     if (roles.includes('api')) {
+      const keyStore = createApiKeyStore(db.pool);
+      const authenticator = createAuthenticator({
+        keys: keyStore,
+        verifyUserToken: (token) => verifyUserToken(token, { master: config.auth.tokenSecret }),
+        cacheMs: config.auth.keyCacheMs,
+        disabledForTenant: config.auth.required ? null : config.tenant,
+      });
+      if (!config.auth.required) {
+        logger.warn(
+          { tenant: config.tenant },
+          'authentication is OFF (HERALD_AUTH=off): every caller is this tenant',
+        );
+      }
+      if (options.developmentKey === true && config.auth.required) {
+        developmentKey = await ensureDevelopmentKey(keyStore, config.tenant);
+      }
       const api = createApiServer({
         notifications,
         deadLetters: deadLetterCases,
-        tenantOf: () => config.tenant,
+        apiKeys: createApiKeys({ store: keyStore, authenticator }),
+        authenticator,
+        callsPerSecond: config.auth.callsPerSecond,
         logger,
         readiness,
         maxRequestBytes: config.api.maxRequestBytes,
@@ -264,9 +299,18 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       logger.info({ intervalMs: config.scheduler.intervalMs }, 'scheduler started');
     }
 
-    return { notifications, ports, adminPort, scheduler, stop: closeAll };
+    return { notifications, ports, adminPort, scheduler, developmentKey, stop: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+/** A key with every scope for the development tenant, unless it already has an active one. */
+async function ensureDevelopmentKey(store: ApiKeyStore, tenant: string): Promise<string | null> {
+  if ((await store.countActive(tenant)) > 0) return null;
+  await store.ensureTenant(tenant, `${tenant} (development)`);
+  const { apiKey, record } = newApiKey(tenant, 'development', SCOPES);
+  await store.insert(record);
+  return apiKey;
 }

@@ -11,6 +11,7 @@
  * delivery paths, which allocate many short-lived objects per request.
  */
 import { parseArgs } from 'node:util';
+import { ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
 import { runMigrations, startHerald, type Role } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { CHANNELS, type Channel } from './domain/notification.js';
@@ -25,6 +26,7 @@ commands:
   worker [--channels a,b]     run channel workers (default: HERALD_WORKER_CHANNELS)
   scheduler                   run the scheduler sweeps
   migrate                     apply database migrations and exit
+${ADMIN_USAGE}
 
 Configuration is read from HERALD_* environment variables (see README.md).`;
 
@@ -35,6 +37,10 @@ const HINTS: Record<string, string> = {
 };
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'keys' || argv[0] === 'tokens') {
+    const config = loadConfig(process.env);
+    return runAdminCommand(argv, config, createLogger({ level: config.logLevel, role: argv[0] }));
+  }
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -86,8 +92,14 @@ async function main(argv: string[]): Promise<number> {
     logger,
     roles: selected,
     channels,
+    developmentKey: command === 'all' && config.env === 'development',
     crash: () => process.kill(process.pid, 'SIGKILL'),
   });
+  if (herald.developmentKey !== null) {
+    console.error(
+      `herald ${command}: created API key for development tenant ${config.tenant} (shown once; store it, e.g. export HERALD_API_KEY=…):\n${herald.developmentKey}`,
+    );
+  }
   const host = `http://${config.api.host}`;
   console.error(
     herald.ports

@@ -49,6 +49,12 @@ const schema = z.object({
   HERALD_MAX_REQUEST_BYTES: int(1_048_576, 1024),
   HERALD_MAX_TIMEOUT_MS: int(30_000, 100),
   HERALD_TENANT: z.string().min(1).default('dev'),
+  /** `required` (always in production) or `off`: every caller is HERALD_TENANT with all scopes. */
+  HERALD_AUTH: z.enum(['required', 'off']).default('required'),
+  /** Master secret the per-tenant user-token secrets derive from; required in production. */
+  HERALD_TOKEN_SECRET: z.string().min(32).optional(),
+  HERALD_KEY_CACHE_MS: int(5_000, 0),
+  HERALD_CALLS_PER_SECOND: int(200, 1),
   HERALD_WORKER_CHANNELS: channelList,
   /** `256`, or per channel with a default: `email=64,sms=16,256`. */
   HERALD_WORKER_CONCURRENCY: z
@@ -108,6 +114,9 @@ const schema = z.object({
 
 export type Env = z.infer<typeof schema>;
 
+/** The user-token master secret outside production when none is set: public, so never trusted. */
+const DEVELOPMENT_TOKEN_SECRET = 'herald-development-token-secret-do-not-use-in-production';
+
 export interface Config {
   env: Env['HERALD_ENV'];
   logLevel: Env['HERALD_LOG_LEVEL'];
@@ -122,6 +131,14 @@ export interface Config {
   };
   adminPort: number;
   tenant: string;
+  auth: {
+    required: boolean;
+    /** Master secret of user tokens; a fixed development one outside production when unset. */
+    tokenSecret: string;
+    tokenSecretIsDevelopmentDefault: boolean;
+    keyCacheMs: number;
+    callsPerSecond: number;
+  };
   worker: {
     channels: Channel[];
     /** Deliveries in flight per channel. */
@@ -162,6 +179,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ...(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)),
     ...providers.problems,
   ];
+  if (parsed.success && parsed.data.HERALD_ENV === 'production') {
+    // Authentication can never be off, nor rest on a well-known secret, in production.
+    if (parsed.data.HERALD_AUTH === 'off') {
+      problems.push('HERALD_AUTH: must be required in production');
+    }
+    if (parsed.data.HERALD_TOKEN_SECRET === undefined) {
+      problems.push('HERALD_TOKEN_SECRET: required in production (at least 32 characters)');
+    }
+  }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   return {
@@ -187,6 +213,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     adminPort: e.HERALD_ADMIN_PORT,
     tenant: e.HERALD_TENANT,
+    auth: {
+      required: e.HERALD_AUTH === 'required',
+      tokenSecret: e.HERALD_TOKEN_SECRET ?? DEVELOPMENT_TOKEN_SECRET,
+      tokenSecretIsDevelopmentDefault: e.HERALD_TOKEN_SECRET === undefined,
+      keyCacheMs: e.HERALD_KEY_CACHE_MS,
+      callsPerSecond: e.HERALD_CALLS_PER_SECOND,
+    },
     worker: {
       channels: e.HERALD_WORKER_CHANNELS,
       concurrency: e.HERALD_WORKER_CONCURRENCY,

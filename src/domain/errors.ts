@@ -11,7 +11,9 @@ export abstract class HeraldError extends Error {
     | 'failed_precondition'
     | 'unavailable'
     | 'transient_delivery'
-    | 'permanent_delivery';
+    | 'permanent_delivery'
+    | 'unauthenticated'
+    | 'permission_denied';
 }
 
 /** One bad field: its path in the request (e.g. `content.subject`) and the rule it broke. */
@@ -82,5 +84,29 @@ export class PermanentDeliveryError extends HeraldError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'PermanentDeliveryError';
+  }
+}
+
+/**
+ * The caller's credential is missing or unusable; the message says why (missing, malformed, bad
+ * signature, expired, wrong audience, …) so a client can tell "log in again" from "fix your code".
+ */
+export class UnauthenticatedError extends HeraldError {
+  readonly kind = 'unauthenticated';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'UnauthenticatedError';
+  }
+}
+
+/**
+ * The caller is who they say but may not do this (a key without the scope, a user token asking for
+ * another user's notifications). Another tenant's resource stays NotFoundError, so ids don't leak.
+ */
+export class PermissionDeniedError extends HeraldError {
+  readonly kind = 'permission_denied';
+  constructor(message: string) {
+    super(message);
+    this.name = 'PermissionDeniedError';
   }
 }

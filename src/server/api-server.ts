@@ -18,13 +18,17 @@ import {
   file_herald_v1_notification,
   NotificationService,
 } from '@herald/client/gen/herald/v1/notification_pb';
+import { AdminService, file_herald_v1_admin } from '@herald/client/gen/herald/v1/admin_pb';
+import type { ApiKeys, Authenticator } from '../domain/access.js';
 import type { DeadLetters } from '../domain/dead-letters.js';
 import type { Notifications } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
+import { AdminServiceHandler } from './admin-service.js';
+import { authInterceptor } from './auth.js';
 import { DeadLetterServiceHandler } from './dead-letter-service.js';
 import { errorInterceptor } from './errors.js';
 import { createHealthService } from './health.js';
-import { NotificationServiceHandler, type TenantResolver } from './notification-service.js';
+import { NotificationServiceHandler } from './notification-service.js';
 import { registerReflection } from './reflection.js';
 
 export interface ReadinessReport {
@@ -36,7 +40,10 @@ export interface ReadinessReport {
 export interface ApiServerDeps {
   notifications: Notifications;
   deadLetters: DeadLetters;
-  tenantOf: TenantResolver;
+  apiKeys: ApiKeys;
+  authenticator: Authenticator;
+  /** Calls per second per caller for RPCs other than Send. */
+  callsPerSecond: number;
   logger: Logger;
   /** Checks the dependencies (PostgreSQL, NATS) for /readyz. */
   readiness: () => Promise<ReadinessReport>;
@@ -62,26 +69,33 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   const routes = (router: ConnectRouter) => {
     router.service(
       NotificationService,
-      new NotificationServiceHandler(deps.notifications, deps.tenantOf, deps.logger),
+      new NotificationServiceHandler(deps.notifications, deps.logger),
     );
-    router.service(
-      DeadLetterService,
-      new DeadLetterServiceHandler(deps.deadLetters, deps.tenantOf),
-    );
+    router.service(DeadLetterService, new DeadLetterServiceHandler(deps.deadLetters));
+    router.service(AdminService, new AdminServiceHandler(deps.apiKeys));
     health.register(router);
     registerReflection(router, [
       file_herald_v1_notification,
       file_herald_v1_dead_letter,
+      file_herald_v1_admin,
       file_health_v1_health,
       file_google_rpc_error_details,
     ]);
   };
   health.setStatus('herald.v1.NotificationService', 'SERVING');
   health.setStatus('herald.v1.DeadLetterService', 'SERVING');
+  health.setStatus('herald.v1.AdminService', 'SERVING');
 
   const handler = connectNodeAdapter({
     routes,
-    interceptors: [errorInterceptor(deps.logger)],
+    // The error mapping wraps everything, authentication included.
+    interceptors: [
+      errorInterceptor(deps.logger),
+      authInterceptor({
+        authenticator: deps.authenticator,
+        callsPerSecond: deps.callsPerSecond,
+      }),
+    ],
     readMaxBytes: deps.maxRequestBytes,
     maxTimeoutMs: deps.maxTimeoutMs,
     shutdownSignal: shutdown.signal,

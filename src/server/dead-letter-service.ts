@@ -22,18 +22,18 @@ import {
   listDeadLettersInputFromPb,
   notificationToPb,
 } from './mapping.js';
-import type { TenantResolver } from './notification-service.js';
+import { principalOf } from './auth.js';
 
 type Impl = ServiceImpl<typeof DeadLetterServiceDesc>;
 
 export class DeadLetterServiceHandler implements Impl {
-  constructor(
-    private readonly deadLetters: DeadLetters,
-    private readonly tenantOf: TenantResolver,
-  ) {}
+  constructor(private readonly deadLetters: DeadLetters) {}
 
   async listDeadLetters(req: ListDeadLettersRequest, ctx: HandlerContext) {
-    const page = await this.deadLetters.list(this.tenantOf(ctx), listDeadLettersInputFromPb(req));
+    const page = await this.deadLetters.list(
+      principalOf(ctx).tenantId,
+      listDeadLettersInputFromPb(req),
+    );
     return create(ListDeadLettersResponseSchema, {
       deadLetters: page.deadLetters.map(notificationToPb),
       nextPageToken: page.nextPageToken,
@@ -41,7 +41,7 @@ export class DeadLetterServiceHandler implements Impl {
   }
 
   async getDeadLetter(req: GetDeadLetterRequest, ctx: HandlerContext) {
-    const { notification, events } = await this.deadLetters.get(this.tenantOf(ctx), req.id);
+    const { notification, events } = await this.deadLetters.get(principalOf(ctx).tenantId, req.id);
     return create(GetDeadLetterResponseSchema, {
       notification: notificationToPb(notification),
       events: events.map(eventToPb),
@@ -50,7 +50,7 @@ export class DeadLetterServiceHandler implements Impl {
 
   async replayDeadLetters(req: ReplayDeadLettersRequest, ctx: HandlerContext) {
     const { ids, more } = await this.deadLetters.replay(
-      this.tenantOf(ctx),
+      principalOf(ctx).tenantId,
       deadLetterSelectionFromPb(req),
     );
     return create(ReplayDeadLettersResponseSchema, {
@@ -62,7 +62,7 @@ export class DeadLetterServiceHandler implements Impl {
 
   async purgeDeadLetters(req: PurgeDeadLettersRequest, ctx: HandlerContext) {
     const { ids, more } = await this.deadLetters.purge(
-      this.tenantOf(ctx),
+      principalOf(ctx).tenantId,
       deadLetterSelectionFromPb(req),
     );
     return create(PurgeDeadLettersResponseSchema, {

@@ -16,6 +16,8 @@ const CODES: Record<HeraldError['kind'], Code> = {
   unavailable: Code.Unavailable,
   transient_delivery: Code.Unavailable,
   permanent_delivery: Code.FailedPrecondition,
+  unauthenticated: Code.Unauthenticated,
+  permission_denied: Code.PermissionDenied,
 };
 
 export function toConnectError(err: unknown, logger: Logger, rpc: string): ConnectError {

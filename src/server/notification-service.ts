@@ -18,8 +18,11 @@ import {
   type WatchNotificationsRequest,
   type WatchNotificationsResponse,
 } from '@herald/client/gen/herald/v1/notification_pb';
+import type { Principal } from '../domain/access.js';
+import { NotFoundError, PermissionDeniedError } from '../domain/errors.js';
 import type { Notifications } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
+import { principalOf } from './auth.js';
 import { toConnectError } from './errors.js';
 import {
   eventToPb,
@@ -32,19 +35,15 @@ import {
 
 type Impl = ServiceImpl<typeof NotificationServiceDesc>;
 
-/** Resolves the caller's tenant; a fixed development tenant until authentication lands. */
-export type TenantResolver = (ctx: HandlerContext) => string;
-
 export class NotificationServiceHandler implements Impl {
   constructor(
     private readonly notifications: Notifications,
-    private readonly tenantOf: TenantResolver,
     private readonly logger: Logger,
   ) {}
 
   async send(req: SendRequest, ctx: HandlerContext) {
     const { notification: n, replayed } = await this.notifications.send(
-      this.tenantOf(ctx),
+      principalOf(ctx).tenantId,
       sendInputFromPb(req),
     );
     return create(SendResponseSchema, {
@@ -56,7 +55,12 @@ export class NotificationServiceHandler implements Impl {
   }
 
   async getNotification(req: GetNotificationRequest, ctx: HandlerContext) {
-    const { notification, events } = await this.notifications.get(this.tenantOf(ctx), req.id);
+    const p = principalOf(ctx);
+    const { notification, events } = await this.notifications.get(p.tenantId, req.id);
+    // A user token sees only its user's notifications; another's does not exist for it.
+    if (p.userId !== null && notification.userId !== p.userId) {
+      throw new NotFoundError(`notification ${req.id}`);
+    }
     return create(GetNotificationResponseSchema, {
       notification: notificationToPb(notification),
       events: events.map(eventToPb),
@@ -64,7 +68,9 @@ export class NotificationServiceHandler implements Impl {
   }
 
   async listNotifications(req: ListNotificationsRequest, ctx: HandlerContext) {
-    const page = await this.notifications.list(this.tenantOf(ctx), listInputFromPb(req));
+    const p = principalOf(ctx);
+    const input = listInputFromPb(req);
+    const page = await this.notifications.list(p.tenantId, ownUser(p, input, 'user_id'));
     return create(ListNotificationsResponseSchema, {
       notifications: page.notifications.map(notificationToPb),
       nextPageToken: page.nextPageToken,
@@ -72,7 +78,7 @@ export class NotificationServiceHandler implements Impl {
   }
 
   async cancelNotification(req: CancelNotificationRequest, ctx: HandlerContext) {
-    const n = await this.notifications.cancel(this.tenantOf(ctx), req.id);
+    const n = await this.notifications.cancel(principalOf(ctx).tenantId, req.id);
     return create(CancelNotificationResponseSchema, { notification: notificationToPb(n) });
   }
 
@@ -81,8 +87,19 @@ export class NotificationServiceHandler implements Impl {
     ctx: HandlerContext,
   ): AsyncGenerator<WatchNotificationsResponse> {
     try {
+      const p = principalOf(ctx);
       const target = watchTargetFromPb(req);
-      for await (const s of this.notifications.watch(this.tenantOf(ctx), target, ctx.signal)) {
+      if (p.userId !== null) {
+        if ('userId' in target) ownUser(p, target, 'user_id');
+        // Not found unless it is the user's: the same answer as for an unknown id.
+        else if (
+          (await this.notifications.get(p.tenantId, target.notificationId)).notification.userId !==
+          p.userId
+        ) {
+          throw new NotFoundError(`notification ${target.notificationId}`);
+        }
+      }
+      for await (const s of this.notifications.watch(p.tenantId, target, ctx.signal)) {
         yield create(WatchNotificationsResponseSchema, {
           notification: notificationToPb(s.notification),
           event: eventToPb(s.event),
@@ -93,4 +110,16 @@ export class NotificationServiceHandler implements Impl {
       throw toConnectError(err, this.logger, 'WatchNotifications');
     }
   }
+}
+
+/**
+ * For a user token: the request's user filter must be the token's user (an empty one becomes it);
+ * for anyone else the request as it is.
+ */
+function ownUser<T extends { userId: string }>(p: Principal, input: T, field: string): T {
+  if (p.userId === null) return input;
+  if (input.userId !== '' && input.userId !== p.userId) {
+    throw new PermissionDeniedError(`${field}: a user token may only read its own notifications`);
+  }
+  return { ...input, userId: p.userId };
 }

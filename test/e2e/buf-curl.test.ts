@@ -32,7 +32,7 @@ const callRpc = (method: string, json: string) =>
   bufCurl('-d', json, `${t.h2cUrl}/herald.v1.NotificationService/${method}`);
 
 describe('herald api via buf curl', () => {
-  it('lists the notification, dead-letter, health and reflection services when buf curl asks with --list-services', async () => {
+  it('lists the notification, dead-letter, admin, health and reflection services when buf curl asks with --list-services', async () => {
     const result = await bufCurl('--list-services', t.h2cUrl);
 
     expect(result).toMatchObject({ code: 0, stderr: '' });
@@ -40,17 +40,21 @@ describe('herald api via buf curl', () => {
       'grpc.health.v1.Health',
       'grpc.reflection.v1.ServerReflection',
       'grpc.reflection.v1alpha.ServerReflection',
+      'herald.v1.AdminService',
       'herald.v1.DeadLetterService',
       'herald.v1.NotificationService',
     ]);
   });
 
-  it('lists every NotificationService and DeadLetterService method when buf curl asks with --list-methods', async () => {
+  it('lists every Herald method when buf curl asks with --list-methods', async () => {
     const result = await bufCurl('--list-methods', t.h2cUrl);
 
     expect(result).toMatchObject({ code: 0, stderr: '' });
     const methods = result.stdout.trim().split('\n');
     expect(methods.filter((m) => m.startsWith('herald.')).sort()).toEqual([
+      'herald.v1.AdminService/CreateApiKey',
+      'herald.v1.AdminService/ListApiKeys',
+      'herald.v1.AdminService/RevokeApiKey',
       'herald.v1.DeadLetterService/GetDeadLetter',
       'herald.v1.DeadLetterService/ListDeadLetters',
       'herald.v1.DeadLetterService/PurgeDeadLetters',

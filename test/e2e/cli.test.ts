@@ -97,6 +97,7 @@ describe('herald', () => {
   it('refuses to start a production worker for a channel without a provider', async () => {
     const run = await herald(['worker', '--channels', 'sms'], {
       HERALD_ENV: 'production',
+      HERALD_TOKEN_SECRET: 'a-production-master-secret-of-32-chars-or-more',
       HERALD_DATABASE_URL: db.url,
       HERALD_ADMIN_PORT: '0',
     });

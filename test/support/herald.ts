@@ -43,6 +43,8 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
   const natsUrl = options.natsUrl ?? NATS_URL;
   const env: Record<string, string> = {
     HERALD_ENV: 'test',
+    // Every caller is the test tenant; test/integration/access.test.ts turns authentication on.
+    HERALD_AUTH: 'off',
     HERALD_LOG_LEVEL: 'warn',
     HERALD_DATABASE_URL: db.url,
     HERALD_DATABASE_POOL_SIZE: '6',

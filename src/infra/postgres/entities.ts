@@ -55,3 +55,28 @@ export const NotificationEventEntity = defineEntity({
     time: p.datetime(),
   },
 });
+
+export const TenantEntity = defineEntity({
+  name: 'Tenant',
+  tableName: 'tenant',
+  properties: {
+    id: p.text().primary(),
+    name: p.text(),
+    createdAt: p.datetime(),
+  },
+});
+
+export const ApiKeyEntity = defineEntity({
+  name: 'ApiKey',
+  tableName: 'api_key',
+  properties: {
+    id: p.uuid().primary(),
+    tenantId: p.text(),
+    prefix: p.text().unique(),
+    secretHash: p.text(),
+    name: p.text(),
+    scopes: p.array<string>(),
+    createdAt: p.datetime(),
+    revokedAt: p.datetime().nullable(),
+  },
+});

@@ -6,7 +6,13 @@ import { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import { FailedPreconditionError, UnavailableError } from '../../domain/errors.js';
 import type { Logger } from '../../domain/ports.js';
-import { NotificationEntity, NotificationEventEntity } from './entities.js';
+import {
+  ApiKeyEntity,
+  NotificationEntity,
+  NotificationEventEntity,
+  TenantEntity,
+} from './entities.js';
+import { Migration20261121Access } from './migrations/migration-20261121-access.js';
 import { Migration20261121DeadLetters } from './migrations/migration-20261121-dead-letters.js';
 import { Migration20261121Notifications } from './migrations/migration-20261121-notifications.js';
 
@@ -16,7 +22,11 @@ export interface PostgresOptions {
 }
 
 /** Every migration, oldest first. New migrations are appended here. */
-export const MIGRATIONS = [Migration20261121Notifications, Migration20261121DeadLetters];
+export const MIGRATIONS = [
+  Migration20261121Notifications,
+  Migration20261121DeadLetters,
+  Migration20261121Access,
+];
 
 export interface Database {
   orm: MikroORM;
@@ -28,7 +38,7 @@ export interface Database {
 export async function openDatabase(options: PostgresOptions, logger: Logger): Promise<Database> {
   const orm = new MikroORM({
     clientUrl: options.url,
-    entities: [NotificationEntity, NotificationEventEntity],
+    entities: [NotificationEntity, NotificationEventEntity, TenantEntity, ApiKeyEntity],
     extensions: [Migrator],
     migrations: {
       migrationsList: MIGRATIONS,

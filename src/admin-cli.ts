@@ -1,0 +1,132 @@
+/**
+ * `herald keys …` and `herald tokens issue`: tenant administration from the command line, straight
+ * against the database (no running api needed). A created key is printed once, on stdout, alone,
+ * so scripts can capture it.
+ */
+import { parseArgs } from 'node:util';
+import { createApiKeys, createAuthenticator, SCOPES, type ApiKeyRecord } from './domain/access.js';
+import { ValidationError } from './domain/errors.js';
+import type { Config } from './config.js';
+import type { Logger } from './domain/ports.js';
+import { issueUserToken } from './infra/auth/user-tokens.js';
+import { createApiKeyStore } from './infra/postgres/api-key-store.js';
+import { assertSchemaCurrent, openDatabase } from './infra/postgres/orm.js';
+
+export const ADMIN_USAGE = `  keys create --tenant <t> --scopes send,read,admin [--name <n>]
+                              create an API key (the tenant too, if new); prints it once
+  keys list --tenant <t> [--all]
+                              list a tenant's keys (--all: with revoked ones)
+  keys revoke --tenant <t> --id <key id>
+                              revoke a key
+  tokens issue --tenant <t> --user <u> [--ttl <seconds>]
+                              issue a user token (HS256 JWT) for a frontend`;
+
+/** Runs an admin command; resolves with the exit code. */
+export async function runAdminCommand(
+  argv: string[],
+  config: Config,
+  logger: Logger,
+): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      tenant: { type: 'string' },
+      scopes: { type: 'string' },
+      name: { type: 'string' },
+      id: { type: 'string' },
+      user: { type: 'string' },
+      ttl: { type: 'string' },
+      all: { type: 'boolean' },
+    },
+  });
+  const [group, action] = positionals;
+  const known = group === 'tokens' ? ['issue'] : ['create', 'list', 'revoke'];
+  if (!known.includes(action ?? '')) {
+    console.error(`herald: ${group} ${action ?? ''}: unknown; use one of:\n${ADMIN_USAGE}`);
+    return 2;
+  }
+  const tenant = values.tenant;
+  if (tenant === undefined || tenant === '') {
+    console.error(`herald: ${group} ${action ?? ''}: --tenant is required`);
+    return 2;
+  }
+
+  if (group === 'tokens' && action === 'issue') {
+    if (!values.user) {
+      console.error('herald: tokens issue: --user is required');
+      return 2;
+    }
+    const ttlSeconds = values.ttl === undefined ? 900 : Number(values.ttl);
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+      console.error('herald: tokens issue: --ttl must be a whole number of seconds');
+      return 2;
+    }
+    if (config.auth.tokenSecretIsDevelopmentDefault) {
+      logger.warn({}, 'HERALD_TOKEN_SECRET is not set: signing with the development secret');
+    }
+    console.log(
+      issueUserToken({
+        master: config.auth.tokenSecret,
+        tenantId: tenant,
+        userId: values.user,
+        ttlSeconds,
+      }),
+    );
+    return 0;
+  }
+  const db = await openDatabase(config.database, logger);
+  try {
+    await assertSchemaCurrent(db);
+    const store = createApiKeyStore(db.pool);
+    const keys = createApiKeys({
+      store,
+      authenticator: createAuthenticator({
+        keys: store,
+        verifyUserToken: () => {
+          throw new Error('not used');
+        },
+        cacheMs: 0,
+        disabledForTenant: null,
+      }),
+    });
+    switch (action) {
+      case 'create': {
+        const scopes = (values.scopes ?? '').split(',').filter((s) => s !== '');
+        await store.ensureTenant(tenant, tenant);
+        try {
+          const { apiKey, record } = await keys.create(tenant, values.name ?? 'cli', scopes);
+          console.error(
+            `API key ${record.prefix} (id ${record.id}) for tenant ${tenant}, scopes ${record.scopes.join(',')}; shown once:`,
+          );
+          console.log(apiKey);
+        } catch (err) {
+          if (!(err instanceof ValidationError)) throw err;
+          console.error(
+            `herald: keys create: ${err.message.replace('scopes', '--scopes')} (scopes: ${SCOPES.join(', ')})`,
+          );
+          return 2;
+        }
+        return 0;
+      }
+      case 'list':
+        for (const k of await keys.list(tenant, values.all === true)) console.log(describe(k));
+        return 0;
+      default: {
+        if (!values.id) {
+          console.error('herald: keys revoke: --id is required');
+          return 2;
+        }
+        console.log(describe(await keys.revoke(tenant, values.id)));
+        return 0;
+      }
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+function describe(k: ApiKeyRecord): string {
+  const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : 'active';
+  return `${k.id}  ${k.prefix}  ${k.scopes.join(',')}  ${state}  ${k.name}`;
+}
