@@ -8,6 +8,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from '@connectrpc/connect-node';
+import { AdminService } from '../gen/herald/v1/admin_pb.js';
 import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 import { resolveHeraldClientOptions } from './options.js';
@@ -15,6 +16,7 @@ import type { HeraldClient, HeraldClientOptions } from './options.js';
 
 export * from '../gen/herald/v1/notification_pb.js';
 export * from '../gen/herald/v1/dead_letter_pb.js';
+export * from '../gen/herald/v1/admin_pb.js';
 export { createHeraldInterceptor } from './options.js';
 export type { HeraldClient, HeraldClientOptions, HeraldProtocol } from './options.js';
 
@@ -68,6 +70,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
 
   return Object.assign(createClient(NotificationService, transport), {
     deadLetters: createClient(DeadLetterService, transport),
+    admin: createClient(AdminService, transport),
     close,
   });
 }

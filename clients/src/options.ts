@@ -1,4 +1,5 @@
 import type { Client, Interceptor } from '@connectrpc/connect';
+import type { AdminService } from '../gen/herald/v1/admin_pb.js';
 import type { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import type { NotificationService } from '../gen/herald/v1/notification_pb.js';
 
@@ -40,11 +41,13 @@ export interface HeraldClientOptions {
 
 /**
  * A typed client of `herald.v1.NotificationService`, with `herald.v1.DeadLetterService` as
- * `deadLetters`; both share one connection.
+ * `deadLetters` and `herald.v1.AdminService` as `admin`; all share one connection.
  */
 export type HeraldClient = Client<typeof NotificationService> & {
   /** List, get, replay and purge dead letters. */
   deadLetters: Client<typeof DeadLetterService>;
+  /** Manage the tenant's API keys (admin scope). */
+  admin: Client<typeof AdminService>;
   /**
    * Releases the client's connections: closes its HTTP/2 session or its pooled HTTP/1.1 sockets,
    * failing any call or stream still open on them. A later call opens a new connection. Idle

@@ -1,5 +1,6 @@
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-web';
+import { AdminService } from '../gen/herald/v1/admin_pb.js';
 import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 import { resolveHeraldClientOptions } from './options.js';
@@ -7,6 +8,7 @@ import type { HeraldClient, HeraldClientOptions } from './options.js';
 
 export * from '../gen/herald/v1/notification_pb.js';
 export * from '../gen/herald/v1/dead_letter_pb.js';
+export * from '../gen/herald/v1/admin_pb.js';
 export { createHeraldInterceptor } from './options.js';
 export type { HeraldClient, HeraldClientOptions, HeraldProtocol } from './options.js';
 
@@ -36,6 +38,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   // fetch owns the connections; there is nothing of ours to release.
   return Object.assign(createClient(NotificationService, transport), {
     deadLetters: createClient(DeadLetterService, transport),
+    admin: createClient(AdminService, transport),
     close: () => {},
   });
 }

@@ -48,18 +48,18 @@ describe('rateLimitPolicyConfig', () => {
     expect(found[0]).toMatch(/^default\.limit: /);
     expect(found[1]).toMatch(/^default\.windowMs: /);
     expect(found[2]).toMatch(/^tenants\.t1\.channels\.sms\.limit: /);
-    expect(z.prettifyError(rateLimitPolicyConfig.safeParse({ default: { limit: 0 } }).error!)).toContain(
-      'default.limit',
-    );
+    expect(
+      z.prettifyError(rateLimitPolicyConfig.safeParse({ default: { limit: 0 } }).error!),
+    ).toContain('default.limit');
   });
 
   it('rejects unknown channels and unknown keys at every level, naming where', () => {
     expect(problems({ channels: { fax: { limit: 1, windowMs: 1000 } } })).toEqual([
       expect.stringMatching(/^channels: .*"fax"/),
     ]);
-    expect(problems({ tenants: { t1: { channels: { pigeon: { limit: 1, windowMs: 1000 } } } } })).toEqual(
-      [expect.stringMatching(/^tenants\.t1\.channels: .*"pigeon"/)],
-    );
+    expect(
+      problems({ tenants: { t1: { channels: { pigeon: { limit: 1, windowMs: 1000 } } } } }),
+    ).toEqual([expect.stringMatching(/^tenants\.t1\.channels: .*"pigeon"/)]);
     expect(problems({ default: { limit: 1, windowMs: 1000, burst: 5 } })).toEqual([
       expect.stringMatching(/^default: .*"burst"/),
     ]);
@@ -131,7 +131,10 @@ describe('resolvePolicy', () => {
       limit: 2,
       scope: 'user-channel',
     });
-    expect(resolvePolicy(policies, 't2', 'webhook')).toMatchObject({ name: 'default', scope: 'user' });
+    expect(resolvePolicy(policies, 't2', 'webhook')).toMatchObject({
+      name: 'default',
+      scope: 'user',
+    });
   });
 
   it('finds no tenant policy for ids that are names of object properties', () => {

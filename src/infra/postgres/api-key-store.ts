@@ -11,8 +11,8 @@ interface Row {
   secret_hash: string;
   name: string;
   scopes: string[];
-  created_at: Date;
-  revoked_at: Date | null;
+  created_at: Date | string;
+  revoked_at: Date | string | null;
 }
 
 const COLUMNS = 'id, tenant_id, prefix, secret_hash, name, scopes, created_at, revoked_at';
@@ -76,7 +76,7 @@ function toRecord(r: Row): ApiKeyRecord {
     secretHash: r.secret_hash,
     name: r.name,
     scopes: r.scopes as Scope[],
-    createdAt: r.created_at,
-    revokedAt: r.revoked_at,
+    createdAt: new Date(r.created_at),
+    revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
   };
 }
