@@ -4,10 +4,11 @@
  * so scripts can capture it.
  */
 import { parseArgs } from 'node:util';
-import { createApiKeys, createAuthenticator, SCOPES, type ApiKeyRecord } from './domain/access.js';
+import { createApiKeys, SCOPES, type ApiKeyRecord } from './domain/access.js';
 import { ValidationError } from './domain/errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './domain/ports.js';
+import { createAuthenticator, newApiKey } from './infra/auth/api-keys.js';
 import { issueUserToken } from './infra/auth/user-tokens.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
 import { assertSchemaCurrent, openDatabase } from './infra/postgres/orm.js';
@@ -81,6 +82,7 @@ export async function runAdminCommand(
     const store = createApiKeyStore(db.pool);
     const keys = createApiKeys({
       store,
+      newApiKey,
       authenticator: createAuthenticator({
         keys: store,
         verifyUserToken: () => {

@@ -15,13 +15,8 @@ import {
   type Notification,
 } from './domain/notification.js';
 import { createNotifications, jobOf, type Notifications } from './domain/notifications.js';
-import {
-  SCOPES,
-  createApiKeys,
-  createAuthenticator,
-  newApiKey,
-  type ApiKeyStore,
-} from './domain/access.js';
+import { SCOPES, createApiKeys, type ApiKeyStore } from './domain/access.js';
+import { createAuthenticator, newApiKey } from './infra/auth/api-keys.js';
 import { verifyUserToken } from './infra/auth/user-tokens.js';
 import { connectNats } from './infra/nats/connection.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
@@ -200,7 +195,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       const api = createApiServer({
         notifications,
         deadLetters: deadLetterCases,
-        apiKeys: createApiKeys({ store: keyStore, authenticator }),
+        apiKeys: createApiKeys({ store: keyStore, authenticator, newApiKey }),
         authenticator,
         callsPerSecond: config.auth.callsPerSecond,
         logger,

@@ -15,6 +15,7 @@ import {
   NotificationStatus,
   createHeraldClient,
   type HeraldClient,
+  type WatchNotificationsResponse,
 } from '@herald/client';
 import {
   HealthCheckRequestSchema,
@@ -22,7 +23,8 @@ import {
   HealthCheckResponse_ServingStatus,
 } from '@herald/client/gen/health/v1/health_pb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newApiKey, type Scope } from '../../src/domain/access.js';
+import type { Scope } from '../../src/domain/access.js';
+import { newApiKey } from '../../src/infra/auth/api-keys.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
 import { createApiKeyStore } from '../../src/infra/postgres/api-key-store.js';
 import { rejection } from '../support/connect.js';
@@ -224,8 +226,9 @@ describe('user tokens', () => {
       { target: { case: 'notificationId', value: mine.id } },
       { signal: stop.signal },
     );
-    const first = await watchMine[Symbol.asyncIterator]().next();
-    expect(first.value?.notification?.id).toBe(mine.id);
+    const first: IteratorResult<WatchNotificationsResponse> =
+      await watchMine[Symbol.asyncIterator]().next();
+    expect(first.done ? null : first.value.notification?.id).toBe(mine.id);
     stop.abort();
 
     // Only reads: no sending, cancelling, dead letters or administration.
