@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Redis } from 'ioredis';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Config } from './config.js';
 import { createDeadLetters } from './domain/dead-letters.js';
@@ -15,9 +16,11 @@ import {
   type Notification,
 } from './domain/notification.js';
 import { createNotifications, jobOf, type Notifications } from './domain/notifications.js';
+import type { RateLimiter } from './domain/rate-limit-policy.js';
 import { SCOPES, createApiKeys, type ApiKeyStore } from './domain/access.js';
 import { createAuthenticator, newApiKey } from './infra/auth/api-keys.js';
 import { verifyUserToken } from './infra/auth/user-tokens.js';
+import { createRedisRateLimiter } from './infra/redis/rate-limiter.js';
 import { connectNats } from './infra/nats/connection.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
 import { createDeadLetterSink } from './infra/nats/dead-letters.js';
@@ -145,9 +148,13 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     const events = createStatusBus(nc, layout, { logger });
     const deadLetters = createDeadLetterSink(js, jsm, layout, logger);
     const queue = createJobPublisher(js, layout);
+    const rateLimiter =
+      roles.includes('api') && config.rateLimit.enabled ? openRateLimiter(config, logger) : null;
+    if (rateLimiter !== null) closers.push(() => rateLimiter.close());
     const notifications = createNotifications({
       store,
       queue,
+      rateLimiter,
       events,
       logger,
       hash: (s) => createHash('sha256').update(s).digest('hex'),
@@ -273,6 +280,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         intervalMs: config.scheduler.intervalMs,
         outboxGraceMs: config.scheduler.outboxGraceMs,
         staleAfterMs: config.scheduler.staleAfterMs,
+        idempotencyTtlMs: config.scheduler.idempotencyTtlMs,
         maxAttempts: config.worker.retry.maxAttempts,
         deadLetters,
       });
@@ -308,4 +316,44 @@ async function ensureDevelopmentKey(store: ApiKeyStore, tenant: string): Promise
   const { apiKey, record } = newApiKey(tenant, 'development', SCOPES);
   await store.insert(record);
   return apiKey;
+}
+
+/**
+ * The Redis-backed send limiter. Redis being down at start does not stop the api: the limiter
+ * decides as configured (HERALD_RATE_LIMIT_ON_REDIS_ERROR) until it is back.
+ */
+function openRateLimiter(config: Config, logger: Logger): RateLimiter & { close(): Promise<void> } {
+  const redis = new Redis(config.rateLimit.redisUrl, {
+    enableOfflineQueue: false,
+    commandTimeout: 500,
+    connectTimeout: 2_000,
+    maxRetriesPerRequest: 1,
+    // Reconnect forever, at most every 2 s.
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+  let lastWarned = 0;
+  redis.on('error', (err: Error) => {
+    // The limiter reports failures per call; this only keeps the connection's own errors quiet.
+    if (Date.now() - lastWarned > 10_000) {
+      lastWarned = Date.now();
+      logger.warn({ err: err.message }, 'Redis connection error (rate limits)');
+    }
+  });
+  const limiter = createRedisRateLimiter({
+    redis,
+    policies: config.rateLimit.policies,
+    keyPrefix: `${config.rateLimit.redisPrefix}:rl`,
+    onRedisError: config.rateLimit.onRedisError,
+    logger,
+  });
+  return {
+    take: (key) => limiter.take(key),
+    get redisFailures() {
+      return limiter.redisFailures;
+    },
+    async close() {
+      await limiter.close();
+      redis.disconnect();
+    },
+  };
 }

@@ -4,6 +4,11 @@
  */
 import { z } from 'zod';
 import { CHANNELS, type Channel } from './domain/notification.js';
+import {
+  DEFAULT_RATE_LIMIT_POLICIES,
+  rateLimitPolicyConfig,
+  type RateLimitPolicies,
+} from './domain/rate-limit-policy.js';
 import { readProvidersConfig, type ProvidersConfig } from './providers/registry.js';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
@@ -55,6 +60,16 @@ const schema = z.object({
   HERALD_TOKEN_SECRET: z.string().min(32).optional(),
   HERALD_KEY_CACHE_MS: int(5_000, 0),
   HERALD_CALLS_PER_SECOND: int(200, 1),
+  HERALD_IDEMPOTENCY_TTL_MS: int(86_400_000, 1_000),
+  HERALD_REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
+  HERALD_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default('herald'),
+  HERALD_RATE_LIMIT_ENABLED: bool(true),
+  /** Per-user send limits as JSON (see src/domain/rate-limit-policy.ts); default 10 per minute. */
+  HERALD_RATE_LIMITS: z.string().default('{}'),
+  HERALD_RATE_LIMIT_ON_REDIS_ERROR: z.enum(['open', 'closed']).default('open'),
   HERALD_WORKER_CHANNELS: channelList,
   /** `256`, or per channel with a default: `email=64,sms=16,256`. */
   HERALD_WORKER_CONCURRENCY: z
@@ -152,11 +167,24 @@ export interface Config {
     deadLetterMaxAgeMs: number;
     crashAt: Env['HERALD_TEST_CRASH_AT'];
   };
-  scheduler: { intervalMs: number; outboxGraceMs: number; staleAfterMs: number };
+  scheduler: {
+    intervalMs: number;
+    outboxGraceMs: number;
+    staleAfterMs: number;
+    idempotencyTtlMs: number;
+  };
   /** Where the log provider writes deliveries; null for stdout. */
   logProviderFile: string | null;
   /** Providers per channel, in failover order; unconfigured channels use the log provider. */
   providers: ProvidersConfig;
+  rateLimit: {
+    enabled: boolean;
+    redisUrl: string;
+    /** Namespace of the limiter's Redis keys. */
+    redisPrefix: string;
+    policies: RateLimitPolicies;
+    onRedisError: 'open' | 'closed';
+  };
   shutdownTimeoutMs: number;
 }
 
@@ -175,9 +203,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = schema.safeParse(cleaned);
   // Provider entries may name other variables (`${SMTP_PASSWORD}`), so they see the whole env.
   const providers = readProvidersConfig(env);
+  const rateLimits = readRateLimits(env.HERALD_RATE_LIMITS);
   const problems = [
     ...(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`)),
     ...providers.problems,
+    ...rateLimits.problems,
   ];
   if (parsed.success && parsed.data.HERALD_ENV === 'production') {
     // Authentication can never be off, nor rest on a well-known secret, in production.
@@ -241,9 +271,44 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       intervalMs: e.HERALD_SWEEP_INTERVAL_MS,
       outboxGraceMs: e.HERALD_OUTBOX_GRACE_MS,
       staleAfterMs: e.HERALD_STALE_AFTER_MS,
+      idempotencyTtlMs: e.HERALD_IDEMPOTENCY_TTL_MS,
     },
     logProviderFile: e.HERALD_LOG_PROVIDER_FILE === '' ? null : e.HERALD_LOG_PROVIDER_FILE,
     providers: providers.config,
+    rateLimit: {
+      enabled: e.HERALD_RATE_LIMIT_ENABLED,
+      redisUrl: e.HERALD_REDIS_URL,
+      redisPrefix: e.HERALD_REDIS_PREFIX,
+      policies: rateLimits.policies,
+      onRedisError: e.HERALD_RATE_LIMIT_ON_REDIS_ERROR,
+    },
     shutdownTimeoutMs: e.HERALD_SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+/** HERALD_RATE_LIMITS: JSON policies; every problem named with its path. */
+function readRateLimits(text: string | undefined): {
+  policies: RateLimitPolicies;
+  problems: string[];
+} {
+  if (text === undefined || text.trim() === '') {
+    return { policies: DEFAULT_RATE_LIMIT_POLICIES, problems: [] };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return {
+      policies: DEFAULT_RATE_LIMIT_POLICIES,
+      problems: [`HERALD_RATE_LIMITS: not valid JSON: ${(err as Error).message}`],
+    };
+  }
+  const parsed = rateLimitPolicyConfig.safeParse(raw);
+  if (parsed.success) return { policies: parsed.data, problems: [] };
+  return {
+    policies: DEFAULT_RATE_LIMIT_POLICIES,
+    problems: parsed.error.issues.map(
+      (i) => `${['HERALD_RATE_LIMITS', ...i.path].join('.')}: ${i.message}`,
+    ),
   };
 }

@@ -1,3 +1,5 @@
+import type { RateLimitDecision } from './rate-limit-policy.js';
+
 /**
  * The one error hierarchy. The api maps these to Connect codes (server/errors.ts), the worker to
  * ack / nak(delay) / term (domain/delivery-decision.ts). Anything else is an unexpected error:
@@ -13,6 +15,7 @@ export abstract class HeraldError extends Error {
     | 'transient_delivery'
     | 'permanent_delivery'
     | 'unauthenticated'
+    | 'resource_exhausted'
     | 'permission_denied';
 }
 
@@ -108,5 +111,17 @@ export class PermissionDeniedError extends HeraldError {
   constructor(message: string) {
     super(message);
     this.name = 'PermissionDeniedError';
+  }
+}
+
+/** Over a rate limit: the caller may retry after `limit.retryAfterMs`. */
+export class RateLimitedError extends HeraldError {
+  readonly kind = 'resource_exhausted';
+  constructor(
+    message: string,
+    readonly limit: RateLimitDecision,
+  ) {
+    super(message);
+    this.name = 'RateLimitedError';
   }
 }

@@ -4,6 +4,7 @@
  */
 import {
   AlreadyExistsError,
+  RateLimitedError,
   FailedPreconditionError,
   NotFoundError,
   ValidationError,
@@ -12,6 +13,7 @@ import { isUuid, uuidv7 } from './ids.js';
 import type { Channel, Notification, NotificationEvent, Status } from './notification.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
+import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
 import type { StatusEvent } from './status-event.js';
 import { validateSend, type SendCommand, type SendInput } from './validation.js';
 
@@ -22,6 +24,8 @@ export interface NotificationsDeps {
   logger: Logger;
   /** A stable digest of a string (sha-256 hex in production), for idempotency request hashes. */
   hash: (s: string) => string;
+  /** Per-user send limits; null when off. */
+  rateLimiter: RateLimiter | null;
   now?: () => Date;
 }
 
@@ -29,6 +33,8 @@ export interface SendResult {
   notification: Notification;
   /** True when an earlier request with the same idempotency key is being replayed. */
   replayed: boolean;
+  /** The rate limit this send was counted against (null: not counted — a replay, or limits off). */
+  rateLimit: RateLimitDecision | null;
 }
 
 export interface ListInput {
@@ -94,20 +100,44 @@ export function createNotifications(deps: NotificationsDeps) {
     const at = now();
     const cmd = validateSend(input, at);
     const requestHash = cmd.idempotencyKey === null ? null : deps.hash(canonicalSend(cmd));
-    const notification = newNotification(tenantId, cmd, at);
-    const result = await store.insert(notification, requestHash);
-    if (!result.created) {
-      if (result.requestHash !== requestHash) {
+    const replay = (existing: { notification: Notification; requestHash: string | null }) => {
+      if (existing.requestHash !== requestHash) {
         throw new AlreadyExistsError(
           'idempotency_key was already used with a different request; use a new key for a new notification',
         );
       }
-      return { notification: result.notification, replayed: true };
+      return { notification: existing.notification, replayed: true, rateLimit: null };
+    };
+    // A replay is answered before the rate limit: it costs no quota.
+    if (cmd.idempotencyKey !== null) {
+      const existing = await store.byIdempotencyKey(tenantId, cmd.idempotencyKey);
+      if (existing !== null) return replay(existing);
+    }
+    const ticket = deps.rateLimiter
+      ? await deps.rateLimiter.take({ tenantId, userId: cmd.userId, channel: cmd.channel })
+      : null;
+    if (ticket !== null && !ticket.allowed) {
+      throw new RateLimitedError(
+        `rate limit: at most ${ticket.limit} sends per ${ticket.windowMs / 1000} s for user_id ${JSON.stringify(cmd.userId)} (policy ${ticket.policy}); retry in ${Math.ceil(ticket.retryAfterMs / 1000)} s`,
+        ticket,
+      );
+    }
+    let result;
+    try {
+      result = await store.insert(newNotification(tenantId, cmd, at), requestHash);
+    } catch (err) {
+      await ticket?.release();
+      throw err;
+    }
+    if (!result.created) {
+      // A concurrent duplicate won the key: this request is a replay after all.
+      await ticket?.release();
+      return replay(result);
     }
     const created = result.notification;
     events.publish(eventOf(created, null, null));
     if (created.status === 'PENDING') dispatchInBackground([created]);
-    return { notification: created, replayed: false };
+    return { notification: created, replayed: false, rateLimit: ticket };
   }
 
   async function get(tenantId: string, id: string) {

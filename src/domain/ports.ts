@@ -67,6 +67,11 @@ export interface NotificationStore {
   /** Inserts a notification with its first history event, in one statement. */
   insert(notification: Notification, requestHash: string | null): Promise<InsertResult>;
   get(tenantId: string, id: string): Promise<Notification | null>;
+  /** The notification holding an idempotency key, with the hash of the request that made it. */
+  byIdempotencyKey(
+    tenantId: string,
+    key: string,
+  ): Promise<{ notification: Notification; requestHash: string | null } | null>;
   /** History events with version > afterVersion, oldest first. */
   history(tenantId: string, id: string, afterVersion?: number): Promise<NotificationEvent[]>;
   /** Newest first (createdAt desc, id desc). */
@@ -116,6 +121,11 @@ export interface NotificationStore {
    * generation and become unpublished, so the outbox publishes them again; returned.
    */
   reviveStale(olderThan: Date, limit: number): Promise<Notification[]>;
+  /**
+   * Forgets the idempotency keys (and request hashes) of notifications created before
+   * `olderThan`, so the keys may be used again; returns how many.
+   */
+  expireIdempotencyKeys(olderThan: Date, limit: number): Promise<number>;
 }
 
 /** A message on a channel's work queue: "deliver this notification, generation N". */

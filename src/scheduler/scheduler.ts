@@ -24,6 +24,8 @@ export interface SchedulerDeps {
   outboxGraceMs: number;
   /** How long a published row may wait for a worker before it is published again. */
   staleAfterMs: number;
+  /** How long an idempotency key holds; older ones are forgotten. */
+  idempotencyTtlMs: number;
   /** The retry budget: a lost worker's last attempt leaves a dead letter. */
   maxAttempts: number;
   deadLetters: DeadLetterSink;
@@ -80,6 +82,11 @@ export function createScheduler(deps: SchedulerDeps) {
     if (revived.length > 0) {
       logger.warn({ count: revived.length }, 'republishing notifications no worker picked up');
     }
+    const expired = await store.expireIdempotencyKeys(
+      new Date(at.getTime() - deps.idempotencyTtlMs),
+      limit,
+    );
+    if (expired > 0) logger.debug({ count: expired }, 'forgot expired idempotency keys');
     const stale = await store.unpublished(new Date(at.getTime() - deps.outboxGraceMs), limit);
     const fresh = [...released, ...reclaimed, ...revived];
     const freshIds = new Set(fresh.map((n) => n.id));

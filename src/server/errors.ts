@@ -4,8 +4,10 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import { BadRequestSchema } from '@herald/client/gen/google/rpc/error_details_pb';
-import { HeraldError, ValidationError } from '../domain/errors.js';
+import { durationFromMs } from '@bufbuild/protobuf/wkt';
+import { BadRequestSchema, RetryInfoSchema } from '@herald/client/gen/google/rpc/error_details_pb';
+import { HeraldError, RateLimitedError, ValidationError } from '../domain/errors.js';
+import { rateLimitHeaders } from './rate-limit-headers.js';
 import type { Logger } from '../domain/ports.js';
 
 const CODES: Record<HeraldError['kind'], Code> = {
@@ -18,6 +20,7 @@ const CODES: Record<HeraldError['kind'], Code> = {
   permanent_delivery: Code.FailedPrecondition,
   unauthenticated: Code.Unauthenticated,
   permission_denied: Code.PermissionDenied,
+  resource_exhausted: Code.ResourceExhausted,
 };
 
 export function toConnectError(err: unknown, logger: Logger, rpc: string): ConnectError {
@@ -31,6 +34,16 @@ export function toConnectError(err: unknown, logger: Logger, rpc: string): Conne
             field: v.field,
             description: v.description,
           })),
+        }),
+      },
+    ]);
+  }
+  if (err instanceof RateLimitedError) {
+    return new ConnectError(err.message, Code.ResourceExhausted, rateLimitHeaders(err.limit), [
+      {
+        desc: RetryInfoSchema,
+        value: create(RetryInfoSchema, {
+          retryDelay: durationFromMs(Math.max(0, err.limit.retryAfterMs)),
         }),
       },
     ]);

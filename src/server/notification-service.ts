@@ -24,6 +24,7 @@ import type { Notifications } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
 import { principalOf } from './auth.js';
 import { toConnectError } from './errors.js';
+import { rateLimitHeaders } from './rate-limit-headers.js';
 import {
   eventToPb,
   listInputFromPb,
@@ -42,10 +43,15 @@ export class NotificationServiceHandler implements Impl {
   ) {}
 
   async send(req: SendRequest, ctx: HandlerContext) {
-    const { notification: n, replayed } = await this.notifications.send(
-      principalOf(ctx).tenantId,
-      sendInputFromPb(req),
-    );
+    const {
+      notification: n,
+      replayed,
+      rateLimit,
+    } = await this.notifications.send(principalOf(ctx).tenantId, sendInputFromPb(req));
+    if (rateLimit !== null) {
+      for (const [k, v] of Object.entries(rateLimitHeaders(rateLimit)))
+        ctx.responseHeader.set(k, v);
+    }
     return create(SendResponseSchema, {
       id: n.id,
       status: statusToPb(n.status),

@@ -4,6 +4,7 @@
  * isolation, and what happens when Redis is unreachable or silent.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -153,6 +154,37 @@ describe('RedisRateLimiter', () => {
     expect(await windowScores(admin, prefix)).toHaveLength(10);
   });
 
+  it('never accepts more than the limit in any window under sustained load from two processes', async () => {
+    const { prefix } = await testPrefix();
+    const limit = 5;
+    const windowMs = 1_000;
+    const policy = policies({ default: { limit, windowMs } });
+    const limiters = [
+      limiterOf({ redis: await connect(), keyPrefix: prefix, policies: policy }),
+      limiterOf({ redis: await connect(), keyPrefix: prefix, policies: policy }),
+    ];
+    // Every accepted send happened somewhere between its call and its answer.
+    const accepted: { from: number; to: number }[] = [];
+    const until = performance.now() + 2.5 * windowMs;
+    const hammer = async (limiter: RateLimiter) => {
+      while (performance.now() < until) {
+        const from = performance.now();
+        const decision = await limiter.take(alice);
+        if (decision.allowed) accepted.push({ from, to: performance.now() });
+      }
+    };
+    await Promise.all(limiters.flatMap((l) => Array.from({ length: 8 }, () => hammer(l))));
+
+    // The window slid: more than one window's worth got through over the run.
+    expect(accepted.length).toBeGreaterThan(limit);
+    // Sends known to fall inside one window, starting at any accepted send, never exceed the
+    // limit. (Windows are half-open: a send exactly one window after another is in the next.)
+    for (const start of accepted) {
+      const inside = accepted.filter((a) => a.from >= start.from && a.to < start.from + windowMs);
+      expect(inside.length).toBeLessThanOrEqual(limit);
+    }
+  });
+
   it('admits the next send only once the oldest has left the window', async () => {
     const { prefix, admin } = await testPrefix();
     const windowMs = 1_500;
@@ -161,9 +193,21 @@ describe('RedisRateLimiter', () => {
       keyPrefix: prefix,
       policies: policies({ default: { limit: 3, windowMs } }),
     });
-    for (let i = 0; i < 3; i++) expect((await limiter.take(alice)).allowed).toBe(true);
-    const [oldest, second] = await windowScores(admin, prefix);
-    const oldestLeavesAt = (oldest ?? 0) + windowMs * 1000;
+    // Sends a third of a window apart (by the server's clock), so the oldest leaves well before
+    // the others.
+    const sent: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const previous = sent.at(-1);
+      if (previous !== undefined) {
+        await expect
+          .poll(() => serverTime(admin), { timeout: 5_000, interval: 20 })
+          .toBeGreaterThanOrEqual(previous + (windowMs * 1000) / 3);
+      }
+      expect((await limiter.take(alice)).allowed).toBe(true);
+      sent.push(...(await windowScores(admin, prefix)).slice(i));
+    }
+    const leavesAt = sent.map((score) => score + windowMs * 1000);
+    const oldestLeavesAt = leavesAt[0] ?? 0;
 
     // Each probe is bracketed by the server's clock, so whether the oldest had left the window
     // when the script ran is known without trusting this process's timers.
@@ -198,12 +242,16 @@ describe('RedisRateLimiter', () => {
         );
       }
     }
-    const admitted = probes.at(-1)?.decision;
-    expect(admitted).toMatchObject({ allowed: true, remaining: 0 });
-    // Only the oldest left: the window now holds the second and third sends and this one.
+    const last = probes.at(-1);
+    expect(last?.decision.allowed).toBe(true);
+    // The sends that had left when it was admitted are the slots it had: one used, the rest
+    // remaining (in practice only the oldest had left, so none remain).
+    const leftBy = (at: number) => leavesAt.filter((t) => t <= at).length;
+    expect(last?.decision.remaining).toBeGreaterThanOrEqual(leftBy(last?.before ?? 0) - 1);
+    expect(last?.decision.remaining).toBeLessThanOrEqual(leftBy(last?.after ?? 0) - 1);
     const scores = await windowScores(admin, prefix);
-    expect(scores).toHaveLength(3);
-    expect(scores[0]).toBe(second);
+    expect(scores).not.toContain(sent[0]);
+    expect(scores).toContain(sent[2]);
   });
 
   it('gives a released slot back exactly once', async () => {
@@ -463,6 +511,7 @@ describe('RedisRateLimiter', () => {
       host: '127.0.0.1',
       port,
       protocol: 2,
+      disableClientInfo: true,
       enableReadyCheck: false,
       enableOfflineQueue: false,
       lazyConnect: true,
@@ -492,7 +541,9 @@ describe('RedisRateLimiter', () => {
     });
     expect(await limiter.take(alice)).toMatchObject({ allowed: true, degraded: false });
 
+    const ended = once(redis, 'end');
     redis.disconnect();
+    await ended;
     expect(await limiter.take(alice)).toMatchObject({
       allowed: true,
       degraded: true,

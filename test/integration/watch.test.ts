@@ -39,6 +39,7 @@ beforeAll(async () => {
     queue: { publish: () => Promise.reject(new Error('no queue in this test')) },
     events,
     logger: silent,
+    rateLimiter: null,
     hash: (s) => s,
   });
 });

@@ -45,12 +45,15 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     HERALD_ENV: 'test',
     // Every caller is the test tenant; test/integration/access.test.ts turns authentication on.
     HERALD_AUTH: 'off',
+    // Far above what any test sends; test/integration/rate-limits.test.ts sets its own.
+    HERALD_RATE_LIMITS: JSON.stringify({ default: { limit: 100_000, windowMs: 60_000 } }),
     HERALD_LOG_LEVEL: 'warn',
     HERALD_DATABASE_URL: db.url,
     HERALD_DATABASE_POOL_SIZE: '6',
     HERALD_NATS_URL: natsUrl,
     HERALD_NATS_SUBJECT_PREFIX: layout.subjectPrefix,
     HERALD_NATS_STREAM_PREFIX: layout.streamPrefix,
+    HERALD_REDIS_PREFIX: layout.subjectPrefix,
     HERALD_API_H2C_PORT: '0',
     HERALD_API_HTTP_PORT: '0',
     HERALD_ADMIN_PORT: '0',

@@ -69,6 +69,19 @@ describe('rateLimitPolicyConfig', () => {
     expect(problems({ defaults: {} })).toEqual([expect.stringMatching(/^: .*"defaults"/)]);
   });
 
+  it('rejects limits over 100,000 and windows over 30 days', () => {
+    expect(
+      problems({
+        default: { limit: 100_001, windowMs: 60_000 },
+        channels: { push: { limit: 1, windowMs: 30 * 86_400_000 + 1 } },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^default\.limit: /),
+      expect.stringMatching(/^channels\.push\.windowMs: /),
+    ]);
+    expect(problems({ default: { limit: 100_000, windowMs: 30 * 86_400_000 } })).toEqual([]);
+  });
+
   it('rejects a channel policy missing its window, an empty tenant id and non-numbers', () => {
     expect(problems({ channels: { sms: { limit: 1 } } })).toEqual([
       expect.stringMatching(/^channels\.sms\.windowMs: /),

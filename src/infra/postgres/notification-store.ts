@@ -238,6 +238,17 @@ export function createNotificationStore(
     return items.map(() => null);
   }, batch);
 
+  async function byIdempotencyKey(tenantId: string, key: string | null) {
+    if (key === null) return null;
+    const rows = await prepared<Row>(
+      'by_idempotency_key',
+      `select ${COLUMNS} from notification where tenant_id = $1 and idempotency_key = $2`,
+      [tenantId, key],
+    );
+    const first = rows[0];
+    return first ? { notification: toNotification(first), requestHash: first.request_hash } : null;
+  }
+
   async function getById(id: string): Promise<Notification | null> {
     const rows = await prepared<Row>(
       'get_by_id',
@@ -299,20 +310,14 @@ export function createNotificationStore(
       if (await insertOne({ n: notification, hash: requestHash })) {
         return { created: true, notification };
       }
-      const existing = await query<Row>(
-        `select ${COLUMNS} from notification where tenant_id = $1 and idempotency_key = $2`,
-        [notification.tenantId, notification.idempotencyKey],
-      );
-      const first = existing[0];
-      if (first === undefined) {
+      const existing = await byIdempotencyKey(notification.tenantId, notification.idempotencyKey);
+      if (existing === null) {
         throw new Error('insert conflicted but no row holds the idempotency key');
       }
-      return {
-        created: false,
-        notification: toNotification(first),
-        requestHash: first.request_hash,
-      };
+      return { created: false, ...existing };
     },
+
+    byIdempotencyKey,
 
     async get(tenantId, id) {
       const rows = await prepared<Row>(
@@ -416,6 +421,18 @@ export function createNotificationStore(
         'lease expired: worker lost',
         [now, limit, maxAttempts],
       );
+    },
+
+    async expireIdempotencyKeys(olderThan, limit) {
+      const { rowCount } = await pool.query(
+        `update notification set idempotency_key = null, request_hash = null
+         where id in (
+           select id from notification
+           where idempotency_key is not null and created_at < $1
+           order by created_at limit $2 for update skip locked)`,
+        [olderThan, limit],
+      );
+      return rowCount ?? 0;
     },
 
     async settleMaxDelivered(id, maxAttempts) {

@@ -271,7 +271,7 @@ function windowKey(prefix: string, key: RateLimitKey, policy: ResolvedRateLimitP
  * becomes `%xxxx` (so lone surrogates survive too); long results become `#<sha256>`, which no
  * escaped part can look like.
  */
-export function keyPart(s: string): string {
+function keyPart(s: string): string {
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const ch = s[i] ?? '';

@@ -26,9 +26,13 @@ export class Migration20261121Access extends Migration {
         revoked_at timestamptz
       )`);
     this.addSql(`create index api_key_tenant_idx on api_key (tenant_id, created_at desc)`);
+    // The scheduler forgets idempotency keys older than HERALD_IDEMPOTENCY_TTL_MS.
+    this.addSql(`create index notification_idempotency_age_idx
+      on notification (created_at) where idempotency_key is not null`);
   }
 
   override down(): void {
+    this.addSql('drop index if exists notification_idempotency_age_idx');
     this.addSql('drop table if exists api_key');
     this.addSql('drop table if exists tenant');
   }
