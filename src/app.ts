@@ -177,7 +177,12 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         checks.postgres = (err as Error).message;
       }
       checks.nats = nc.isClosed() ? 'closed' : nc.isDraining() ? 'draining' : 'ok';
-      return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
+      const ready = Object.values(checks).every((c) => c === 'ok');
+      // Redis holds only rate-limit windows: its failures are counted, not a reason to stop
+      // taking traffic (HERALD_RATE_LIMIT_ON_REDIS_ERROR decides what Sends get meanwhile).
+      const counters =
+        rateLimiter === null ? undefined : { rateLimitRedisFailures: rateLimiter.redisFailures };
+      return { ready, checks, counters };
     };
 
     let ports: Herald['ports'] = null;

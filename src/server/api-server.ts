@@ -35,6 +35,8 @@ export interface ReadinessReport {
   ready: boolean;
   /** Dependency name -> 'ok' or what is wrong with it. */
   checks: Record<string, string>;
+  /** Informational counters that do not decide readiness (e.g. Redis failures in fail-open). */
+  counters?: Record<string, number>;
 }
 
 export interface ApiServerDeps {

@@ -27,6 +27,8 @@ beforeAll(async () => {
         // R11 sends far more than 10 for one user; its own channel policy keeps it out of the way.
         channels: { in_app: { limit: 100_000, windowMs: WINDOW_MS } },
       }),
+      // RPCs other than Send: 5 per second per caller, bursts of 10.
+      HERALD_CALLS_PER_SECOND: '5',
     },
   });
   for (let i = 0; i < 20; i++) {
@@ -194,5 +196,26 @@ describe('idempotency keys (R11)', () => {
     expect(conflict.rawMessage).toMatch(
       /idempotency_key was already used with a different request/,
     );
+  });
+});
+
+describe('calls other than Send', () => {
+  it('are capped per caller, with Retry-After', async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 40 }, () =>
+        (clients[3] as HeraldClient).listNotifications({ pageSize: 1 }),
+      ),
+    );
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    // The bucket holds 10; a handful more may refill while the 40 calls arrive.
+    expect(ok).toBeGreaterThanOrEqual(10);
+    expect(ok).toBeLessThan(20);
+    for (const r of results) {
+      if (r.status === 'fulfilled') continue;
+      const err = ConnectError.from(r.reason);
+      expect(err.code).toBe(Code.ResourceExhausted);
+      expect(err.rawMessage).toMatch(/at most 5\/s per caller/);
+      expect(Number(err.metadata.get('retry-after'))).toBeGreaterThan(0);
+    }
   });
 });

@@ -25,7 +25,11 @@ describe('probes', () => {
     expect(await probe(`${api.httpUrl}/healthz`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect(await probe(`${api.httpUrl}/readyz`)).toEqual({
       status: 200,
-      body: { ready: true, checks: { postgres: 'ok', nats: 'ok' } },
+      body: {
+        ready: true,
+        checks: { postgres: 'ok', nats: 'ok' },
+        counters: { rateLimitRedisFailures: 0 },
+      },
     });
   });
 
