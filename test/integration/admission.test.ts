@@ -219,3 +219,44 @@ describe('calls other than Send', () => {
     }
   });
 });
+
+describe('with Redis unreachable', () => {
+  it.each([
+    ['open', 'limits each process in memory, and counts the failures'],
+    ['closed', 'refuses Sends as unavailable'],
+  ] as const)('%s: %s', async (mode, _what) => {
+    const h = await startTestHerald({
+      roles: ['api'],
+      env: {
+        HERALD_REDIS_URL: 'redis://127.0.0.1:1',
+        HERALD_RATE_LIMIT_ON_REDIS_ERROR: mode,
+        HERALD_RATE_LIMITS: JSON.stringify({ default: { limit: 3, windowMs: 60_000 } }),
+      },
+    });
+    const client = createHeraldClient({ baseUrl: h.h2cUrl });
+    try {
+      const user = `no-redis-${randomUUID()}`;
+      const results = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) => client.send(email(user, `r${i}`))),
+      );
+      const codes = results.map((r) =>
+        r.status === 'fulfilled' ? 'ok' : Code[ConnectError.from(r.reason).code],
+      );
+      if (mode === 'open') {
+        expect(codes.sort()).toEqual(['ResourceExhausted', 'ResourceExhausted', 'ok', 'ok', 'ok']);
+        const ready = (await (await fetch(`${h.httpUrl}/readyz`)).json()) as {
+          ready: boolean;
+          counters: { rateLimitRedisFailures: number };
+        };
+        expect(ready.ready).toBe(true);
+        expect(ready.counters.rateLimitRedisFailures).toBeGreaterThanOrEqual(5);
+      } else {
+        expect(codes).toEqual(Array.from({ length: 5 }, () => 'Unavailable'));
+        expect(await storedCount(user)).toBe(0);
+      }
+    } finally {
+      client.close();
+      await h.stop();
+    }
+  });
+});
