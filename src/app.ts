@@ -214,6 +214,9 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         readiness,
         maxRequestBytes: config.api.maxRequestBytes,
         maxTimeoutMs: config.api.maxTimeoutMs,
+        headersTimeoutMs: config.api.headersTimeoutMs,
+        requestTimeoutMs: config.api.requestTimeoutMs,
+        h2cIdleTimeoutMs: config.api.h2cIdleTimeoutMs,
       });
       // Registered before listen so a failed listen still closes what did open.
       closers.push(() => api.close());

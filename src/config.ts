@@ -53,6 +53,11 @@ const schema = z.object({
   HERALD_ADMIN_PORT: int(8082),
   HERALD_MAX_REQUEST_BYTES: int(1_048_576, 1024),
   HERALD_MAX_TIMEOUT_MS: int(30_000, 100),
+  /** Slow clients: the most receiving a request's headers (HTTP/1.1), or a whole request, may take. */
+  HERALD_HTTP_HEADERS_TIMEOUT_MS: int(10_000, 100),
+  HERALD_HTTP_REQUEST_TIMEOUT_MS: int(30_000, 100),
+  /** An h2c session without an open stream for this long is closed (GOAWAY). */
+  HERALD_H2C_IDLE_TIMEOUT_MS: int(60_000, 100),
   HERALD_TENANT: z.string().min(1).default('dev'),
   /** `required` (always in production) or `off`: every caller is HERALD_TENANT with all scopes. */
   HERALD_AUTH: z.enum(['required', 'off']).default('required'),
@@ -143,6 +148,9 @@ export interface Config {
     httpPort: number;
     maxRequestBytes: number;
     maxTimeoutMs: number;
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    h2cIdleTimeoutMs: number;
   };
   adminPort: number;
   tenant: string;
@@ -218,6 +226,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push('HERALD_TOKEN_SECRET: required in production (at least 32 characters)');
     }
   }
+  if (
+    parsed.success &&
+    parsed.data.HERALD_HTTP_HEADERS_TIMEOUT_MS > parsed.data.HERALD_HTTP_REQUEST_TIMEOUT_MS
+  ) {
+    // The headers are part of the request; node:http refuses the combination too.
+    problems.push('HERALD_HTTP_HEADERS_TIMEOUT_MS: must not exceed HERALD_HTTP_REQUEST_TIMEOUT_MS');
+  }
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   return {
@@ -240,6 +255,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       httpPort: e.HERALD_API_HTTP_PORT,
       maxRequestBytes: e.HERALD_MAX_REQUEST_BYTES,
       maxTimeoutMs: e.HERALD_MAX_TIMEOUT_MS,
+      headersTimeoutMs: e.HERALD_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HERALD_HTTP_REQUEST_TIMEOUT_MS,
+      h2cIdleTimeoutMs: e.HERALD_H2C_IDLE_TIMEOUT_MS,
     },
     adminPort: e.HERALD_ADMIN_PORT,
     tenant: e.HERALD_TENANT,

@@ -6,19 +6,37 @@ import { pino, type Logger as PinoLogger } from 'pino';
 
 export type Logger = PinoLogger;
 
-const REDACT = [
+/** Fields whose values are recipient data, content or secrets, at the top level or one down. */
+const FIELDS = [
   'to',
   'content',
   'metadata',
-  '*.to',
-  '*.content',
-  '*.metadata',
   'authorization',
-  '*.authorization',
+  'cookie',
   'apiKey',
-  '*.apiKey',
   'password',
-  '*.password',
+  'pass',
+  'secret',
+  'token',
+  'accessToken',
+  'authToken',
+  'privateKey',
+  'tokenSecret',
+];
+
+const REDACT = [
+  ...FIELDS,
+  ...FIELDS.map((f) => `*.${f}`),
+  // Request headers, wherever a request or its headers are logged.
+  'headers.authorization',
+  'headers.cookie',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  // PostgreSQL's detail quotes the values of a failing row ("Failing row contains (…)").
+  'err.detail',
+  'err.cause.detail',
 ];
 
 export function createLogger(options: {

@@ -16,6 +16,7 @@ import { PermanentDeliveryError, TransientDeliveryError } from '../domain/errors
 import type { Notification } from '../domain/notification.js';
 import type { DeliveryResult, Provider } from '../domain/ports.js';
 import { failureOf, httpRequest, retryAfterMs, type HttpResponse } from './http.js';
+import { echoesOf, redactEchoes } from './redact.js';
 
 const SCOPE = 'https://www.googleapis.com/auth/firebase.messaging';
 const JWT_LIFETIME_S = 3600;
@@ -259,11 +260,12 @@ export function createFcmProvider(
     });
   }
 
-  function sendFailure(response: HttpResponse, to: string): Error {
+  function sendFailure(response: HttpResponse, n: Notification, to: string): Error {
     const error = parseGoogleError(response.text);
     const hint = tokenHint(to);
+    // Google's message is free text that may echo the token or the content it was sent.
     const describe = (text: string | undefined) =>
-      text === undefined ? undefined : text.split(to).join(hint);
+      text === undefined ? undefined : redactEchoes(text.split(to).join(hint), echoesOf(n));
     const detail = [error?.errorCode ?? error?.status, describe(error?.message)]
       .filter((part) => part !== undefined && part !== '')
       .join(': ');
@@ -312,7 +314,7 @@ export function createFcmProvider(
         // FCM accepted the message; an odd body must not turn that into a retry (a duplicate).
         return parsed.success ? { providerMessageId: parsed.data.name } : {};
       }
-      throw sendFailure(response, to);
+      throw sendFailure(response, n, to);
     },
   };
 }

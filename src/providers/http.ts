@@ -32,7 +32,11 @@ export async function httpRequest(
       : ((err as Error).cause as Error | undefined)?.message ||
         (err as Error).message ||
         'request failed';
-    throw new TransientDeliveryError(`${provider}: ${reason}`, { cause: err });
+    // fetch quotes the URL in some errors (one with credentials, one it cannot parse), and a URL
+    // may carry a receiver's token or password: never pass it on.
+    throw new TransientDeliveryError(`${provider}: ${reason.replace(URL_IN_TEXT, '<url>')}`, {
+      cause: err,
+    });
   }
   let text: string;
   try {
@@ -42,6 +46,8 @@ export async function httpRequest(
   }
   return { status: response.status, headers: response.headers, text };
 }
+
+const URL_IN_TEXT = /\b[a-z][a-z\d+.-]*:\/\/\S*/gi;
 
 /** Null for a 2xx; otherwise the delivery error the status stands for. */
 export function failureOf(

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { PermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
 import type { Notification } from '../domain/notification.js';
 import type { DeliveryResult, Provider } from '../domain/ports.js';
+import { echoesOf, withoutEchoes } from './redact.js';
 
 export const smtpProviderConfig = z
   .object({
@@ -101,7 +102,8 @@ export function createSmtpProvider(config: SmtpProviderConfig): Provider {
         return { providerMessageId: info.serverMessageId ?? info.messageId };
       } catch (err) {
         if (signal.aborted) throw aborted(name, signal);
-        throw classifySmtpError(name, err);
+        // Relays quote the recipient (and spam filters the content) in their replies.
+        throw withoutEchoes(classifySmtpError(name, err), echoesOf(notification));
       }
     },
     close() {

@@ -8,6 +8,7 @@ import { PermanentDeliveryError, TransientDeliveryError } from '../domain/errors
 import type { Notification } from '../domain/notification.js';
 import type { DeliveryResult, Provider } from '../domain/ports.js';
 import { failureOf, httpRequest } from './http.js';
+import { echoesOf, redactEchoes } from './redact.js';
 
 export const twilioProviderConfig = z
   .object({
@@ -72,8 +73,12 @@ export function createTwilioProvider(config: TwilioProviderConfig): Provider {
 
       const json = parseJson(response.text);
       const code = typeof json?.code === 'number' ? json.code : undefined;
+      // Twilio's messages are free text that ends up in lastError and logs; whatever it echoes
+      // back of the number, the SMS or our token must not.
       const message =
-        typeof json?.message === 'string' ? redact(json.message, [body, config.authToken]) : '';
+        typeof json?.message === 'string'
+          ? redactEchoes(json.message, [...echoesOf(notification), config.authToken])
+          : '';
       const detail =
         code === undefined ? message : `Twilio error ${code}${message && `: ${message}`}`;
       const failed = failureOf(name, response, detail);
@@ -105,16 +110,4 @@ function parseJson(text: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
-}
-
-/**
- * Twilio's messages are free text that ends up in lastError and logs; whatever it echoes back of
- * the SMS or our token must not. Also bounded, so a huge error page cannot bloat a row.
- */
-function redact(text: string, secrets: readonly string[]): string {
-  let clean = text;
-  for (const secret of secrets) {
-    if (secret !== '') clean = clean.split(secret).join('[redacted]');
-  }
-  return clean.length > 300 ? `${clean.slice(0, 300)}…` : clean;
 }

@@ -51,6 +51,12 @@ export interface ApiServerDeps {
   readiness: () => Promise<ReadinessReport>;
   maxRequestBytes: number;
   maxTimeoutMs: number;
+  /** HTTP/1.1: the most a client may take to send a request's headers. */
+  headersTimeoutMs: number;
+  /** The most a client may take to send a whole request, headers and body (both ports). */
+  requestTimeoutMs: number;
+  /** h2c: a session without an open stream for this long is closed. */
+  h2cIdleTimeoutMs: number;
 }
 
 export interface ListenOptions {
@@ -105,12 +111,24 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   });
 
   const h2c = http2.createServer(handler);
-  const h1 = http.createServer(handler);
+  // Both limits bound receiving the request only: once it is in, a response (a Watch) may stream
+  // for as long as it likes. No socket inactivity timeout either, for the same reason.
+  const h1 = http.createServer(
+    {
+      headersTimeout: deps.headersTimeoutMs,
+      requestTimeout: deps.requestTimeoutMs,
+      // Node enforces both only when it checks, every 30 s by default: check often enough that
+      // a slow client is dropped close to its deadline.
+      connectionsCheckingInterval: Math.min(1_000, Math.max(50, deps.headersTimeoutMs / 4)),
+    },
+    handler,
+  );
   // Sessions are tracked so close() can send GOAWAY: clients keep HTTP/2 sessions open.
   const sessions = new Set<http2.ServerHttp2Session>();
   h2c.on('session', (s) => {
     sessions.add(s);
     s.once('close', () => sessions.delete(s));
+    guardH2cSession(s, deps.h2cIdleTimeoutMs, deps.requestTimeoutMs);
   });
 
   return {
@@ -133,6 +151,50 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
       await closed;
     },
   };
+}
+
+/**
+ * Drops slow and silent h2c clients without touching healthy long-lived streams. Node's own http2
+ * timeouts (server.setTimeout, session and stream setTimeout) all measure inactivity, which is the
+ * wrong test both ways: a Watch is rightly silent for as long as nothing changes, and a client that
+ * trickles a byte now and then is never inactive. So two deadlines of our own instead:
+ * - a session with no open stream for `idleMs` is closed (GOAWAY): a client that connects and
+ *   sends nothing, only pings, or never completes a header block;
+ * - a stream must have received its whole request (the client's END_STREAM) within `requestMs`, or
+ *   it is reset with CANCEL: a request body that never ends. After that the response may stream
+ *   for as long as it likes. A bidi stream (gRPC reflection) keeps its request side open, so it
+ *   gets `requestMs` in all; Herald's own RPCs are unary or server-streaming.
+ */
+function guardH2cSession(
+  session: http2.ServerHttp2Session,
+  idleMs: number,
+  requestMs: number,
+): void {
+  let open = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const startIdle = () => {
+    idle = setTimeout(() => {
+      if (open === 0 && !session.closed && !session.destroyed) session.close();
+    }, idleMs);
+    idle.unref();
+  };
+  startIdle();
+  session.once('close', () => clearTimeout(idle));
+  session.on('stream', (stream) => {
+    open += 1;
+    clearTimeout(idle);
+    const deadline = setTimeout(() => {
+      if (!stream.destroyed && !stream.closed && stream.state.remoteClose !== 1) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      }
+    }, requestMs);
+    deadline.unref();
+    stream.once('close', () => {
+      clearTimeout(deadline);
+      open -= 1;
+      if (open === 0 && !session.closed && !session.destroyed) startIdle();
+    });
+  });
 }
 
 /**

@@ -11,6 +11,20 @@ describe('loadConfig', () => {
     expect(c.worker.retry).toEqual({ baseMs: 1000, factor: 2, capMs: 300_000, maxAttempts: 6 });
   });
 
+  it('reads the slow-client timeouts, refusing a headers timeout longer than the request timeout', () => {
+    expect(loadConfig({}).api).toMatchObject({
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      h2cIdleTimeoutMs: 60_000,
+    });
+    expect(() =>
+      loadConfig({
+        HERALD_HTTP_HEADERS_TIMEOUT_MS: '5000',
+        HERALD_HTTP_REQUEST_TIMEOUT_MS: '4000',
+      }),
+    ).toThrow(/HERALD_HTTP_HEADERS_TIMEOUT_MS: must not exceed HERALD_HTTP_REQUEST_TIMEOUT_MS/);
+  });
+
   it('lists every bad variable when several are invalid', () => {
     let error: unknown;
     try {

@@ -1,0 +1,98 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.js';
+
+/** A logger at `trace` whose lines are collected. */
+function capture() {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return { logger: createLogger({ level: 'trace', role: 'test', destination }), lines };
+}
+
+const SECRETS = {
+  to: 'ada@example.com',
+  body: 'secret-body-1',
+  metadata: 'secret-meta-1',
+  apiKey: 'hk_0123456789ab_key-secret',
+  bearer: 'Bearer hk_0123456789ab_header-secret',
+  cookie: 'session=cookie-secret',
+  password: 'password-secret',
+  pass: 'smtp-pass-secret',
+  secret: 'webhook-secret',
+  token: 'user-token-secret',
+  authToken: 'twilio-token-secret',
+  privateKey: '-----BEGIN PRIVATE KEY-----MIIEv',
+  detail: 'Failing row contains (ada@example.com)',
+};
+
+describe('createLogger', () => {
+  it('redacts recipients, content and secrets at the top level and one level down', () => {
+    const { logger, lines } = capture();
+
+    logger.info(
+      {
+        to: SECRETS.to,
+        content: { body: SECRETS.body },
+        metadata: { note: SECRETS.metadata },
+        apiKey: SECRETS.apiKey,
+        authorization: SECRETS.bearer,
+        password: SECRETS.password,
+        token: SECRETS.token,
+        provider: { pass: SECRETS.pass, secret: SECRETS.secret, authToken: SECRETS.authToken },
+        credentials: { privateKey: SECRETS.privateKey },
+        notification: { to: SECRETS.to },
+        notificationId: 'n-1',
+      },
+      'sent',
+    );
+
+    const line = lines.join('');
+    for (const [name, value] of Object.entries(SECRETS)) {
+      expect(line, name).not.toContain(value);
+    }
+    expect(JSON.parse(line)).toMatchObject({
+      to: '[redacted]',
+      provider: { pass: '[redacted]' },
+      notificationId: 'n-1',
+      msg: 'sent',
+    });
+  });
+
+  it('redacts the authorization and cookie headers of a logged request', () => {
+    const { logger, lines } = capture();
+
+    logger.warn(
+      {
+        req: { method: 'POST', headers: { authorization: SECRETS.bearer, cookie: SECRETS.cookie } },
+      },
+      'refused',
+    );
+    logger.warn({ headers: { authorization: SECRETS.bearer } }, 'refused');
+
+    const text = lines.join('');
+    expect(text).not.toContain('header-secret');
+    expect(text).not.toContain('cookie-secret');
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ req: { method: 'POST' } });
+  });
+
+  it('keeps an error’s message but not PostgreSQL’s detail quoting a failing row', () => {
+    const { logger, lines } = capture();
+    const cause = Object.assign(new Error('null value in column "channel"'), {
+      code: '23502',
+      detail: SECRETS.detail,
+    });
+
+    logger.error({ err: cause }, 'unexpected error');
+    logger.error({ err: new Error('insert failed', { cause }) }, 'unexpected error');
+
+    const text = lines.join('');
+    expect(text).not.toContain(SECRETS.to);
+    expect(text).toContain('null value in column');
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ err: { code: '23502' } });
+  });
+});
