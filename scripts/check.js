@@ -15,7 +15,11 @@ const run = (cmd) => {
 
 run('buf lint');
 run('buf generate');
-const stale = execSync('git status --porcelain -- clients/gen', { encoding: 'utf8' }).trim();
+run('node scripts/codegen.js');
+const stale = execSync(
+  'git status --porcelain -- clients/gen src/graphql/generated clients/graphql/generated.ts',
+  { encoding: 'utf8' },
+).trim();
 if (stale) {
   console.error(`Generated code is stale; run \`npm run generate\` and commit:\n${stale}`);
   process.exit(1);

@@ -38,6 +38,7 @@ import {
 } from './infra/postgres/orm.js';
 import type { Logger } from './logger.js';
 import { providerEntriesFor } from './providers/registry.js';
+import { createGateway } from './graphql/gateway.js';
 import { createMaxDeliveriesHandler } from './scheduler/max-deliveries.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
 import { createApiServer, listenProbes, type ReadinessReport } from './server/api-server.js';
@@ -364,4 +365,24 @@ function openRateLimiter(config: Config, logger: Logger): RateLimiter & { close(
       redis.disconnect();
     },
   };
+}
+
+/**
+ * The GraphQL gateway (`herald gateway`, and part of `herald all`): a client of the api at
+ * `apiUrl` (default: config.gateway.apiUrl, else the api's configured h2c port).
+ */
+export async function startGateway(
+  config: Config,
+  logger: Logger,
+  apiUrl?: string,
+): Promise<{ port: number; stop(): Promise<void> }> {
+  const gateway = createGateway({
+    apiUrl: apiUrl ?? config.gateway.apiUrl ?? `http://${config.api.host}:${config.api.h2cPort}`,
+    logger,
+    production: config.env === 'production',
+    maxSubscriptionsPerCaller: config.gateway.maxSubscriptionsPerCaller,
+    maxBatch: config.gateway.maxBatch,
+  });
+  const port = await gateway.listen(config.api.host, config.gateway.port);
+  return { port, stop: () => gateway.close() };
 }

@@ -2,7 +2,7 @@
 /**
  * The `herald` command: one binary, several roles.
  *
- *   herald all                          api + worker (every channel) + scheduler in one process
+ *   herald all                          api + worker (every channel) + scheduler + GraphQL gateway
  *   herald api | scheduler              one role
  *   herald worker --channels email,sms  workers for some channels
  *   herald migrate                      apply database migrations and exit
@@ -12,8 +12,10 @@
  */
 import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
-import { runMigrations, startHerald, type Role } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { runMigrations, startGateway, startHerald, type Role } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import type { Logger } from './domain/ports.js';
+import { GRAPHQL_PATH } from './graphql/gateway.js';
 import { CHANNELS, type Channel } from './domain/notification.js';
 import { HeraldError, UnavailableError } from './domain/errors.js';
 import { createLogger } from './logger.js';
@@ -21,10 +23,11 @@ import { createLogger } from './logger.js';
 const USAGE = `usage: herald <command> [options]
 
 commands:
-  all                         run api, workers for every channel and the scheduler
+  all                         run api, workers for every channel, the scheduler and the gateway
   api                         run the api (gRPC/Connect on the h2c port, Connect/gRPC-Web on HTTP/1.1)
   worker [--channels a,b]     run channel workers (default: HERALD_WORKER_CHANNELS)
   scheduler                   run the scheduler sweeps
+  gateway                     run the GraphQL gateway (HERALD_GATEWAY_PORT) against the api
   migrate                     apply database migrations and exit
 ${ADMIN_USAGE}
 
@@ -58,6 +61,14 @@ async function main(argv: string[]): Promise<number> {
     await runMigrations(config, logger);
     logger.flush();
     return 0;
+  }
+  if (command === 'gateway') {
+    const signals = waitForSignals();
+    const gateway = await startGateway(config, logger);
+    console.error(
+      `herald gateway: GraphQL on http://${config.api.host}:${gateway.port}${GRAPHQL_PATH} (HTTP, SSE, WebSocket)`,
+    );
+    return stopOnSignal(signals, () => gateway.stop(), config, logger);
   }
   const roles: Record<string, Role[]> = {
     all: ['api', 'worker', 'scheduler'],
@@ -101,17 +112,46 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   const host = `http://${config.api.host}`;
+  // herald all: the GraphQL gateway too, on this process's api.
+  const gateway =
+    command === 'all' && herald.ports
+      ? await startGateway(config, logger, `${host}:${herald.ports.h2cPort}`).catch(
+          async (err: unknown) => {
+            await herald.stop();
+            throw err;
+          },
+        )
+      : null;
   console.error(
     herald.ports
       ? `herald ${command}: gRPC/Connect (h2c) on ${host}:${herald.ports.h2cPort}, ` +
-          `Connect/gRPC-Web (HTTP/1.1) on ${host}:${herald.ports.httpPort}`
+          `Connect/gRPC-Web (HTTP/1.1) on ${host}:${herald.ports.httpPort}` +
+          (gateway ? `, GraphQL on ${host}:${gateway.port}${GRAPHQL_PATH}` : '')
       : `herald ${command}: running; /healthz and /readyz on ${host}:${herald.adminPort}`,
   );
+  return stopOnSignal(
+    signals,
+    async () => {
+      await gateway?.stop();
+      await herald.stop();
+    },
+    config,
+    logger,
+  );
+}
+
+/** Waits for SIGINT/SIGTERM, then stops gracefully within the shutdown deadline; the exit code. */
+async function stopOnSignal(
+  signals: ReturnType<typeof waitForSignals>,
+  stop: () => Promise<void>,
+  config: Config,
+  logger: Logger,
+): Promise<number> {
   const signal = await signals.first;
   logger.info({ signal }, 'shutting down');
   let deadline: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([
-    herald.stop().then(
+    stop().then(
       () => 'stopped' as const,
       (err: unknown) => {
         logger.error({ err }, 'error during shutdown');

@@ -51,6 +51,11 @@ const schema = z.object({
   HERALD_API_H2C_PORT: int(8080),
   HERALD_API_HTTP_PORT: int(8081),
   HERALD_ADMIN_PORT: int(8082),
+  HERALD_GATEWAY_PORT: int(8083),
+  /** The api the gateway calls; default the local api's h2c port. */
+  HERALD_GATEWAY_API_URL: z.url().optional(),
+  HERALD_GATEWAY_MAX_SUBSCRIPTIONS: int(20, 1),
+  HERALD_GATEWAY_MAX_BATCH: int(10, 1),
   HERALD_MAX_REQUEST_BYTES: int(1_048_576, 1024),
   HERALD_MAX_TIMEOUT_MS: int(30_000, 100),
   /** Slow clients: the most receiving a request's headers (HTTP/1.1), or a whole request, may take. */
@@ -153,6 +158,13 @@ export interface Config {
     h2cIdleTimeoutMs: number;
   };
   adminPort: number;
+  gateway: {
+    port: number;
+    /** null: the api of this process (herald all) or http://<api host>:<h2c port>. */
+    apiUrl: string | null;
+    maxSubscriptionsPerCaller: number;
+    maxBatch: number;
+  };
   tenant: string;
   auth: {
     required: boolean;
@@ -260,6 +272,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       h2cIdleTimeoutMs: e.HERALD_H2C_IDLE_TIMEOUT_MS,
     },
     adminPort: e.HERALD_ADMIN_PORT,
+    gateway: {
+      port: e.HERALD_GATEWAY_PORT,
+      apiUrl: e.HERALD_GATEWAY_API_URL ?? null,
+      maxSubscriptionsPerCaller: e.HERALD_GATEWAY_MAX_SUBSCRIPTIONS,
+      maxBatch: e.HERALD_GATEWAY_MAX_BATCH,
+    },
     tenant: e.HERALD_TENANT,
     auth: {
       required: e.HERALD_AUTH === 'required',

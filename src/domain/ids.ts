@@ -8,7 +8,7 @@ let counter = 0;
 
 export function uuidv7(
   now: number = Date.now(),
-  random: (bytes: Uint8Array) => void = fill,
+  random: (bytes: Uint8Array<ArrayBuffer>) => void = fill,
 ): string {
   const bytes = new Uint8Array(16);
   random(bytes);
@@ -36,7 +36,7 @@ export function uuidv7(
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-function fill(bytes: Uint8Array): void {
+function fill(bytes: Uint8Array<ArrayBuffer>): void {
   globalThis.crypto.getRandomValues(bytes);
 }
 

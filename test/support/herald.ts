@@ -57,6 +57,7 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     HERALD_API_H2C_PORT: '0',
     HERALD_API_HTTP_PORT: '0',
     HERALD_ADMIN_PORT: '0',
+    HERALD_GATEWAY_PORT: '0',
     HERALD_SWEEP_INTERVAL_MS: '200',
     HERALD_OUTBOX_GRACE_MS: '500',
     HERALD_ACK_WAIT_MS: '3000',

@@ -1,0 +1,167 @@
+/**
+ * The GraphQL gateway: graphql-yoga over HTTP (queries, mutations, and subscriptions over SSE) and
+ * graphql-ws over WebSocket, on one port and one path (`/graphql`). It is a pure client of the
+ * api: it forwards each caller's credentials and the api enforces access.
+ *
+ * Protection: graphql-armor (depth, aliases, cost, tokens, directives; no field suggestions),
+ * batched operations capped, a per-caller subscription cap, introspection and GraphiQL off in
+ * production, unexpected errors masked.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { EnvelopArmor } from '@escape.tech/graphql-armor';
+import { createHeraldClient, type HeraldClient } from '@herald/client';
+import { NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import type { Logger } from '../domain/ports.js';
+import type { GatewayContext } from './context.js';
+import { typeDefs } from './generated/type-defs.js';
+import { createResolvers } from './resolvers.js';
+
+export const GRAPHQL_PATH = '/graphql';
+
+type OperationResult = ReturnType<NonNullable<Parameters<typeof useServer>[0]['execute']>>;
+interface EnvelopedRoot {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+}
+
+export interface GatewayOptions {
+  /** The api's h2c URL, e.g. http://127.0.0.1:8080. */
+  apiUrl: string;
+  logger: Logger;
+  /** Introspection and GraphiQL off. */
+  production: boolean;
+  maxSubscriptionsPerCaller: number;
+  /** Operations one batched request may carry. */
+  maxBatch: number;
+}
+
+export interface Gateway {
+  /** yoga's fetch handler, for tests without a port. */
+  fetch: (request: Request) => Promise<Response>;
+  listen(host: string, port: number): Promise<number>;
+  /** Ends subscriptions (their api streams with them), closes sockets and the server. */
+  close(): Promise<void>;
+}
+
+export function createGateway(o: GatewayOptions): Gateway {
+  const herald: HeraldClient = createHeraldClient({ baseUrl: o.apiUrl, protocol: 'grpc' });
+  const armor = new EnvelopArmor({
+    maxDepth: { n: 10 },
+    maxAliases: { n: 15 },
+    costLimit: { maxCost: 5_000 },
+    maxTokens: { n: 2_000 },
+    maxDirectives: { n: 20 },
+    blockFieldSuggestion: { enabled: true },
+  });
+  const plugins: Plugin[] = [...(armor.protect().plugins as Plugin[])];
+  if (o.production) {
+    plugins.push({
+      onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),
+    });
+  }
+
+  const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, GatewayContext>({
+    schema: createSchema<GatewayContext>({
+      typeDefs,
+      resolvers: createResolvers({ maxSubscriptionsPerCaller: o.maxSubscriptionsPerCaller }),
+    }),
+    graphqlEndpoint: GRAPHQL_PATH,
+    graphiql: !o.production,
+    landingPage: false,
+    batching: { limit: o.maxBatch },
+    maskedErrors: true,
+    plugins,
+    logging: {
+      debug: (...args) => o.logger.debug({ args }, 'graphql'),
+      info: (...args) => o.logger.info({ args }, 'graphql'),
+      warn: (...args) => o.logger.warn({ args }, 'graphql'),
+      error: (...args) => o.logger.error({ args }, 'graphql'),
+    },
+    context: ({ request, connectionParams }): GatewayContext => {
+      const fromWs = connectionParams?.authorization;
+      return {
+        authorization:
+          typeof fromWs === 'string' ? fromWs : (request.headers.get('authorization') ?? null),
+        herald,
+      };
+    },
+  });
+
+  const server = http.createServer(yoga);
+  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  const sockets = new Set<import('ws').WebSocket>();
+  wss.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  useServer(
+    {
+      // Authentication on connect: the api judges the credential before any subscription starts.
+      onConnect: async (ctx) => {
+        const authorization = ctx.connectionParams?.authorization;
+        try {
+          await herald.listNotifications(
+            { pageSize: 1 },
+            {
+              headers: typeof authorization === 'string' ? { authorization } : {},
+            },
+          );
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      // yoga's enveloped execute/subscribe ride in rootValue (set in onSubscribe below).
+      execute: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).execute(args),
+      subscribe: (args: ExecutionArgs) => (args.rootValue as EnvelopedRoot).subscribe(args),
+      onSubscribe: async (ctx, _id, payload) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params: payload,
+          connectionParams: ctx.connectionParams,
+          request: new Request('http://gateway.local/graphql', {
+            headers: { 'content-type': 'application/json' },
+          }),
+        });
+        const args = {
+          schema,
+          operationName: payload.operationName,
+          document: parse(payload.query),
+          variableValues: payload.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        if (errors.length > 0) return errors;
+        return args as ExecutionArgs;
+      },
+    },
+    wss,
+  );
+
+  return {
+    fetch: (request) => Promise.resolve(yoga.fetch(request)),
+    async listen(host, port) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => resolve());
+      });
+      const bound = (server.address() as AddressInfo).port;
+      o.logger.info({ host, port: bound }, 'gateway listening');
+      return bound;
+    },
+    async close() {
+      for (const s of sockets) s.close(1001, 'going away');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      herald.close();
+    },
+  };
+}
