@@ -41,7 +41,12 @@ import { providerEntriesFor } from './providers/registry.js';
 import { createGateway } from './graphql/gateway.js';
 import { createMaxDeliveriesHandler } from './scheduler/max-deliveries.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
-import { createApiServer, listenProbes, type ReadinessReport } from './server/api-server.js';
+import {
+  createApiServer,
+  listenProbes,
+  type ApiServer,
+  type ReadinessReport,
+} from './server/api-server.js';
 import {
   createChannelWorker,
   type ChannelWorker,
@@ -169,6 +174,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       logger,
     });
 
+    let api: ApiServer | null = null;
     const readiness = async (): Promise<ReadinessReport> => {
       const checks: Record<string, string> = {};
       try {
@@ -181,8 +187,9 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       const ready = Object.values(checks).every((c) => c === 'ok');
       // Redis holds only rate-limit windows: its failures are counted, not a reason to stop
       // taking traffic (HERALD_RATE_LIMIT_ON_REDIS_ERROR decides what Sends get meanwhile).
-      const counters =
-        rateLimiter === null ? undefined : { rateLimitRedisFailures: rateLimiter.redisFailures };
+      const counters: Record<string, number> = {};
+      if (rateLimiter !== null) counters.rateLimitRedisFailures = rateLimiter.redisFailures;
+      if (api !== null) counters.watchStreams = api.openWatches();
       return { ready, checks, counters };
     };
 
@@ -205,7 +212,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       if (options.developmentKey === true && config.auth.required) {
         developmentKey = await ensureDevelopmentKey(keyStore, config.tenant);
       }
-      const api = createApiServer({
+      const server = createApiServer({
         notifications,
         deadLetters: deadLetterCases,
         apiKeys: createApiKeys({ store: keyStore, authenticator, newApiKey }),
@@ -219,9 +226,10 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         requestTimeoutMs: config.api.requestTimeoutMs,
         h2cIdleTimeoutMs: config.api.h2cIdleTimeoutMs,
       });
+      api = server;
       // Registered before listen so a failed listen still closes what did open.
-      closers.push(() => api.close());
-      ports = await api.listen(config.api);
+      closers.push(() => server.close());
+      ports = await server.listen(config.api);
     }
 
     if (roles.includes('worker')) {

@@ -69,16 +69,16 @@ export interface ApiServer {
   listen(options: ListenOptions): Promise<{ h2cPort: number; httpPort: number }>;
   /** Stops intake (health NOT_SERVING), ends open streams, and closes both servers. */
   close(): Promise<void>;
+  /** WatchNotifications streams open right now. */
+  openWatches(): number;
 }
 
 export function createApiServer(deps: ApiServerDeps): ApiServer {
+  const notificationService = new NotificationServiceHandler(deps.notifications, deps.logger);
   const health = createHealthService();
   const shutdown = new AbortController();
   const routes = (router: ConnectRouter) => {
-    router.service(
-      NotificationService,
-      new NotificationServiceHandler(deps.notifications, deps.logger),
-    );
+    router.service(NotificationService, notificationService);
     router.service(DeadLetterService, new DeadLetterServiceHandler(deps.deadLetters));
     router.service(AdminService, new AdminServiceHandler(deps.apiKeys));
     health.register(router);
@@ -132,6 +132,7 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   });
 
   return {
+    openWatches: () => notificationService.openWatches,
     async listen(options) {
       await listenOn(h2c, options.host, options.h2cPort);
       await listenOn(h1, options.host, options.httpPort);

@@ -37,6 +37,9 @@ import {
 type Impl = ServiceImpl<typeof NotificationServiceDesc>;
 
 export class NotificationServiceHandler implements Impl {
+  /** WatchNotifications streams open right now (a leak shows here). */
+  openWatches = 0;
+
   constructor(
     private readonly notifications: Notifications,
     private readonly logger: Logger,
@@ -92,6 +95,7 @@ export class NotificationServiceHandler implements Impl {
     req: WatchNotificationsRequest,
     ctx: HandlerContext,
   ): AsyncGenerator<WatchNotificationsResponse> {
+    this.openWatches += 1;
     try {
       const p = principalOf(ctx);
       const target = watchTargetFromPb(req);
@@ -114,6 +118,8 @@ export class NotificationServiceHandler implements Impl {
     } catch (err) {
       if (ctx.signal.aborted) return;
       throw toConnectError(err, this.logger, 'WatchNotifications');
+    } finally {
+      this.openWatches -= 1;
     }
   }
 }

@@ -28,7 +28,7 @@ describe('probes', () => {
       body: {
         ready: true,
         checks: { postgres: 'ok', nats: 'ok' },
-        counters: { rateLimitRedisFailures: 0 },
+        counters: { rateLimitRedisFailures: 0, watchStreams: 0 },
       },
     });
   });

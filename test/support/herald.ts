@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { startHerald, type Herald, type Role } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { CHANNELS } from '../../src/domain/notification.js';
+import { GRAPHQL_PATH, createGateway } from '../../src/graphql/gateway.js';
 import { deleteStreams } from '../../src/infra/nats/streams.js';
 import { NATS_URL, randomLayout } from './nats.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
@@ -23,6 +24,10 @@ export interface TestHerald {
   env: Record<string, string>;
   h2cUrl: string;
   httpUrl: string;
+  /** The GraphQL endpoint, when started with `gateway: true` (e.g. http://127.0.0.1:1234/graphql). */
+  gatewayUrl: string | null;
+  /** The gateway's fetch handler (no port), when started with `gateway: true`. */
+  gatewayFetch: ((request: Request) => Promise<Response>) | null;
   logFile: string;
   /** Notification ids the log provider delivered, one entry per delivery. */
   deliveries(): string[];
@@ -33,6 +38,8 @@ export interface TestHeraldOptions {
   roles?: Role[];
   natsUrl?: string;
   env?: Record<string, string>;
+  /** Also start the GraphQL gateway in this process, against this api. */
+  gateway?: boolean;
 }
 
 export async function startTestHerald(options: TestHeraldOptions = {}): Promise<TestHerald> {
@@ -73,6 +80,16 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     roles: options.roles ?? ['api', 'worker', 'scheduler'],
   });
   const ports = herald.ports ?? { h2cPort: 0, httpPort: 0 };
+  const gateway = options.gateway
+    ? createGateway({
+        apiUrl: `http://127.0.0.1:${ports.h2cPort}`,
+        logger: pino({ level: 'warn' }),
+        production: false,
+        maxSubscriptionsPerCaller: config.gateway.maxSubscriptionsPerCaller,
+        maxBatch: config.gateway.maxBatch,
+      })
+    : null;
+  const gatewayPort = gateway ? await gateway.listen('127.0.0.1', 0) : 0;
   return {
     herald,
     config,
@@ -80,9 +97,12 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     env,
     h2cUrl: `http://127.0.0.1:${ports.h2cPort}`,
     httpUrl: `http://127.0.0.1:${ports.httpPort}`,
+    gatewayUrl: gateway ? `http://127.0.0.1:${gatewayPort}${GRAPHQL_PATH}` : null,
+    gatewayFetch: gateway ? (request) => gateway.fetch(request) : null,
     logFile,
     deliveries: () => readDeliveries(logFile),
     async stop() {
+      await gateway?.close();
       await herald.stop();
       await db.drop();
       await removeStreams(natsUrl, layout);
