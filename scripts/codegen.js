@@ -2,8 +2,11 @@
 // this project does not need). From src/graphql/schema.graphql it writes
 //   src/graphql/generated/resolvers.ts   resolver types for the gateway
 //   src/graphql/generated/type-defs.ts   the SDL as a string the gateway loads
-//   clients/graphql/generated.ts         typed operations (TypedDocumentNode) for frontends,
-//                                        from clients/graphql/operations.graphql
+//   clients/graphql/generated.ts         typed operations for frontends, from
+//                                        clients/graphql/operations.graphql: each document is a
+//                                        TypedDocumentString (the operation text at run time, its
+//                                        result and variables types at compile time), so a browser
+//                                        sends it without graphql-js or a bundler
 // The output is committed; `npm run check` regenerates it and fails on a diff.
 import { codegen } from '@graphql-codegen/core';
 import * as typedDocumentNode from '@graphql-codegen/typed-document-node';
@@ -62,7 +65,7 @@ await write('clients/graphql/generated.ts', {
   plugins: [
     { typescript: { scalars, enumsAsTypes: true } },
     { typescriptOperations: { scalars } },
-    { typedDocumentNode: {} },
+    { typedDocumentNode: { documentMode: 'string' } },
   ],
   pluginMap: { typescript, typescriptOperations, typedDocumentNode },
 });
