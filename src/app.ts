@@ -23,6 +23,8 @@ import { verifyUserToken } from './infra/auth/user-tokens.js';
 import { createRedisRateLimiter } from './infra/redis/rate-limiter.js';
 import { connectNats } from './infra/nats/connection.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
+import { createRecipientStore } from './infra/postgres/recipient-store.js';
+import { createRecipients } from './domain/recipients.js';
 import { createDeadLetterSink } from './infra/nats/dead-letters.js';
 import { createJobPublisher, decodeJob, getJobConsumer } from './infra/nats/job-queue.js';
 import { ADVISORY_CONSUMER, advisoryStreamName, type NatsLayout } from './infra/nats/layout.js';
@@ -157,10 +159,12 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     const rateLimiter =
       roles.includes('api') && config.rateLimit.enabled ? openRateLimiter(config, logger) : null;
     if (rateLimiter !== null) closers.push(() => rateLimiter.close());
+    const recipientStore = createRecipientStore(db.pool);
     const notifications = createNotifications({
       store,
       queue,
       rateLimiter,
+      recipients: recipientStore,
       events,
       logger,
       hash: (s) => createHash('sha256').update(s).digest('hex'),
@@ -216,6 +220,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         notifications,
         deadLetters: deadLetterCases,
         apiKeys: createApiKeys({ store: keyStore, authenticator, newApiKey }),
+        recipients: createRecipients(recipientStore),
         authenticator,
         callsPerSecond: config.auth.callsPerSecond,
         logger,
@@ -248,6 +253,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
           store,
           providers: chains[i] as (typeof chains)[number],
           deadLetters,
+          forgetAddress: (n) => recipientStore.removePushToken(n.tenantId, n.userId, n.to ?? ''),
           events,
           logger: logger.child({ channel }),
           retry: config.worker.retry,

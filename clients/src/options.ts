@@ -1,6 +1,7 @@
 import type { Client, Interceptor } from '@connectrpc/connect';
 import type { AdminService } from '../gen/herald/v1/admin_pb.js';
 import type { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
+import type { RecipientService } from '../gen/herald/v1/recipient_pb.js';
 import type { NotificationService } from '../gen/herald/v1/notification_pb.js';
 
 /** The wire protocols Herald serves. */
@@ -41,13 +42,16 @@ export interface HeraldClientOptions {
 
 /**
  * A typed client of `herald.v1.NotificationService`, with `herald.v1.DeadLetterService` as
- * `deadLetters` and `herald.v1.AdminService` as `admin`; all share one connection.
+ * `deadLetters`, `herald.v1.AdminService` as `admin` and `herald.v1.RecipientService` as
+ * `recipients`; all share one connection.
  */
 export type HeraldClient = Client<typeof NotificationService> & {
   /** List, get, replay and purge dead letters. */
   deadLetters: Client<typeof DeadLetterService>;
   /** Manage the tenant's API keys (admin scope). */
   admin: Client<typeof AdminService>;
+  /** Recipients: addresses, time zone, locale, push tokens. */
+  recipients: Client<typeof RecipientService>;
   /**
    * Releases the client's connections: closes its HTTP/2 session or its pooled HTTP/1.1 sockets,
    * failing any call or stream still open on them. A later call opens a new connection. Idle

@@ -2,6 +2,7 @@ import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-web';
 import { AdminService } from '../gen/herald/v1/admin_pb.js';
 import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
+import { RecipientService } from '../gen/herald/v1/recipient_pb.js';
 import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 import { resolveHeraldClientOptions } from './options.js';
 import type { HeraldClient, HeraldClientOptions } from './options.js';
@@ -9,6 +10,7 @@ import type { HeraldClient, HeraldClientOptions } from './options.js';
 export * from '../gen/herald/v1/notification_pb.js';
 export * from '../gen/herald/v1/dead_letter_pb.js';
 export * from '../gen/herald/v1/admin_pb.js';
+export * from '../gen/herald/v1/recipient_pb.js';
 export { createHeraldInterceptor } from './options.js';
 export type { HeraldClient, HeraldClientOptions, HeraldProtocol } from './options.js';
 
@@ -39,6 +41,7 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
   return Object.assign(createClient(NotificationService, transport), {
     deadLetters: createClient(DeadLetterService, transport),
     admin: createClient(AdminService, transport),
+    recipients: createClient(RecipientService, transport),
     close: () => {},
   });
 }

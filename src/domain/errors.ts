@@ -84,9 +84,12 @@ export class TransientDeliveryError extends HeraldError {
 /** A delivery attempt failed in a way that retrying cannot fix (invalid address, 4xx). */
 export class PermanentDeliveryError extends HeraldError {
   readonly kind = 'permanent_delivery';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The address itself is dead (e.g. an unregistered push token): forget it. */
+  readonly invalidAddress: boolean;
+  constructor(message: string, options?: { cause?: unknown; invalidAddress?: boolean }) {
+    super(message, { cause: options?.cause });
     this.name = 'PermanentDeliveryError';
+    this.invalidAddress = options?.invalidAddress ?? false;
   }
 }
 

@@ -14,6 +14,7 @@ import type { Channel, Notification, NotificationEvent, Status } from './notific
 import { decodePageToken, encodePageToken } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
+import { resolveAddress, type RecipientStore } from './recipients.js';
 import type { StatusEvent } from './status-event.js';
 import { validateSend, type SendCommand, type SendInput } from './validation.js';
 
@@ -26,6 +27,8 @@ export interface NotificationsDeps {
   hash: (s: string) => string;
   /** Per-user send limits; null when off. */
   rateLimiter: RateLimiter | null;
+  /** Where a Send without `to` goes. */
+  recipients: RecipientStore;
   now?: () => Date;
 }
 
@@ -112,6 +115,11 @@ export function createNotifications(deps: NotificationsDeps) {
     if (cmd.idempotencyKey !== null) {
       const existing = await store.byIdempotencyKey(tenantId, cmd.idempotencyKey);
       if (existing !== null) return replay(existing);
+    }
+    // No direct address: the recipient's (FailedPrecondition when it has none), resolved before
+    // any quota is taken.
+    if (cmd.to === null) {
+      cmd.to = await resolveAddress(deps.recipients, tenantId, cmd.userId, cmd.channel);
     }
     const ticket = deps.rateLimiter
       ? await deps.rateLimiter.take({ tenantId, userId: cmd.userId, channel: cmd.channel })

@@ -72,14 +72,18 @@ const NUL = '\u0000';
 const NO_NUL = 'must not contain NUL (U+0000) characters';
 
 /** Validates a Send request; throws ValidationError listing every bad field. */
+/** A user id: 1 to 128 characters, no control characters. */
+export function validateUserId(userId: string, bad: Bad, field = 'user_id'): void {
+  if (userId.length === 0) bad(field, 'is required');
+  else if (userId.length > LIMITS.userId) bad(field, `must be at most ${LIMITS.userId} characters`);
+  else if (CONTROL.test(userId)) bad(field, 'must not contain control characters');
+}
+
 export function validateSend(input: SendInput, now: Date): SendCommand {
   const v: FieldViolation[] = [];
   const bad = (field: string, description: string) => v.push({ field, description });
 
-  if (input.userId.length === 0) bad('user_id', 'is required');
-  else if (input.userId.length > LIMITS.userId)
-    bad('user_id', `must be at most ${LIMITS.userId} characters`);
-  else if (CONTROL.test(input.userId)) bad('user_id', 'must not contain control characters');
+  validateUserId(input.userId, bad);
 
   const channel = (CHANNELS as readonly string[]).includes(input.channel)
     ? (input.channel as Channel)
@@ -162,7 +166,7 @@ export function validateSend(input: SendInput, now: Date): SendCommand {
   };
 }
 
-type Bad = (field: string, description: string) => void;
+export type Bad = (field: string, description: string) => void;
 
 function validateContent(c: Content, channel: Channel | null, bad: Bad): void {
   const subject = c.subject ?? '';
@@ -209,32 +213,34 @@ function validateContent(c: Content, channel: Channel | null, bad: Bad): void {
     bad('content.html', 'is only allowed for email');
 }
 
-function validateAddress(to: string, channel: Channel, bad: Bad): void {
+/** The address rules of each channel, for `field` (Send's `to`, or a recipient's own fields). */
+export function validateAddress(to: string, channel: Channel, bad: Bad, field = 'to'): void {
   if (to.includes(NUL)) {
-    bad('to', NO_NUL);
+    bad(field, NO_NUL);
     return;
   }
   switch (channel) {
     case 'email':
       if (to.length > LIMITS.email || !EMAIL.test(to))
-        bad('to', `must be an email address of at most ${LIMITS.email} characters for email`);
+        bad(field, `must be an email address of at most ${LIMITS.email} characters for email`);
       break;
     case 'sms':
-      if (!E164.test(to)) bad('to', 'must be an E.164 phone number (+ and 7 to 15 digits) for sms');
+      if (!E164.test(to))
+        bad(field, 'must be an E.164 phone number (+ and 7 to 15 digits) for sms');
       break;
     case 'push':
       if (to.length > LIMITS.pushToken || WHITESPACE.test(to))
         bad(
-          'to',
+          field,
           `must be a device token of at most ${LIMITS.pushToken} characters without whitespace for push`,
         );
       break;
     case 'webhook':
       if (to.length > LIMITS.url || !isHttpUrl(to))
-        bad('to', `must be an http or https URL of at most ${LIMITS.url} characters for webhook`);
+        bad(field, `must be an http or https URL of at most ${LIMITS.url} characters for webhook`);
       break;
     case 'in_app':
-      bad('to', 'must be empty for in_app');
+      bad(field, 'must be empty for in_app');
       break;
   }
 }
@@ -245,7 +251,7 @@ function isHttpUrl(s: string): boolean {
   return (protocol === 'http:' || protocol === 'https:') && hostname !== '';
 }
 
-function checkMap(
+export function checkMap(
   map: Record<string, string>,
   field: string,
   maxEntries: number,

@@ -274,6 +274,7 @@ export function createFcmProvider(
         `${name}: ${error.errorCode}: invalid or unregistered token ${hint} (HTTP ${response.status}${
           error.message ? `: ${describe(error.message)}` : ''
         })`,
+        { invalidAddress: true },
       );
     }
     const failure =

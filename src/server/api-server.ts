@@ -19,7 +19,12 @@ import {
   NotificationService,
 } from '@herald/client/gen/herald/v1/notification_pb';
 import { AdminService, file_herald_v1_admin } from '@herald/client/gen/herald/v1/admin_pb';
+import {
+  RecipientService,
+  file_herald_v1_recipient,
+} from '@herald/client/gen/herald/v1/recipient_pb';
 import type { ApiKeys, Authenticator } from '../domain/access.js';
+import type { Recipients } from '../domain/recipients.js';
 import type { DeadLetters } from '../domain/dead-letters.js';
 import type { Notifications } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
@@ -29,6 +34,7 @@ import { DeadLetterServiceHandler } from './dead-letter-service.js';
 import { errorInterceptor } from './errors.js';
 import { createHealthService } from './health.js';
 import { NotificationServiceHandler } from './notification-service.js';
+import { RecipientServiceHandler } from './recipient-service.js';
 import { registerReflection } from './reflection.js';
 
 export interface ReadinessReport {
@@ -43,6 +49,7 @@ export interface ApiServerDeps {
   notifications: Notifications;
   deadLetters: DeadLetters;
   apiKeys: ApiKeys;
+  recipients: Recipients;
   authenticator: Authenticator;
   /** Calls per second per caller for RPCs other than Send. */
   callsPerSecond: number;
@@ -81,11 +88,13 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
     router.service(NotificationService, notificationService);
     router.service(DeadLetterService, new DeadLetterServiceHandler(deps.deadLetters));
     router.service(AdminService, new AdminServiceHandler(deps.apiKeys));
+    router.service(RecipientService, new RecipientServiceHandler(deps.recipients));
     health.register(router);
     registerReflection(router, [
       file_herald_v1_notification,
       file_herald_v1_dead_letter,
       file_herald_v1_admin,
+      file_herald_v1_recipient,
       file_health_v1_health,
       file_google_rpc_error_details,
     ]);
@@ -93,6 +102,7 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   health.setStatus('herald.v1.NotificationService', 'SERVING');
   health.setStatus('herald.v1.DeadLetterService', 'SERVING');
   health.setStatus('herald.v1.AdminService', 'SERVING');
+  health.setStatus('herald.v1.RecipientService', 'SERVING');
 
   const handler = connectNodeAdapter({
     routes,

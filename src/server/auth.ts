@@ -28,6 +28,11 @@ const SCOPE_OF: Record<string, Scope> = {
   'herald.v1.AdminService/CreateApiKey': 'admin',
   'herald.v1.AdminService/ListApiKeys': 'admin',
   'herald.v1.AdminService/RevokeApiKey': 'admin',
+  'herald.v1.RecipientService/UpsertRecipient': 'send',
+  'herald.v1.RecipientService/DeleteRecipient': 'send',
+  'herald.v1.RecipientService/RegisterPushToken': 'send',
+  'herald.v1.RecipientService/RemovePushToken': 'send',
+  'herald.v1.RecipientService/GetRecipient': 'read',
 };
 
 /** What a user token may call: reads of the user's own notifications. */

@@ -34,6 +34,8 @@ export interface ChannelWorkerDeps {
   store: NotificationStore;
   providers: ProviderChain;
   deadLetters: DeadLetterSink;
+  /** Forgets the address a provider reported dead (a push token); absent: nothing to forget. */
+  forgetAddress?: (n: Notification) => Promise<unknown>;
   events: StatusEvents;
   logger: Logger;
   retry: RetryPolicy;
@@ -217,6 +219,12 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
     );
     if (decision.status === 'FAILED') {
       await deps.deadLetters.add(updated, { subject: msg.subject, sequence: msg.seq });
+      if (!outcome.ok && isDeadAddress(outcome.error) && n.to !== null) {
+        // A dead push token is forgotten, so later sends do not pick it again.
+        await deps.forgetAddress?.(n).catch((err: unknown) => {
+          logger.warn({ ...log, err: (err as Error).message }, 'forgetting a dead address failed');
+        });
+      }
     }
     crash('after-commit');
     switch (decision.action) {
@@ -314,4 +322,8 @@ async function withTimeout<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+function isDeadAddress(error: unknown): boolean {
+  return (error as { invalidAddress?: unknown } | null)?.invalidAddress === true;
 }

@@ -32,7 +32,7 @@ const callRpc = (method: string, json: string) =>
   bufCurl('-d', json, `${t.h2cUrl}/herald.v1.NotificationService/${method}`);
 
 describe('herald api via buf curl', () => {
-  it('lists the notification, dead-letter, admin, health and reflection services when buf curl asks with --list-services', async () => {
+  it('lists every Herald service, health and reflection when buf curl asks with --list-services', async () => {
     const result = await bufCurl('--list-services', t.h2cUrl);
 
     expect(result).toMatchObject({ code: 0, stderr: '' });
@@ -43,6 +43,7 @@ describe('herald api via buf curl', () => {
       'herald.v1.AdminService',
       'herald.v1.DeadLetterService',
       'herald.v1.NotificationService',
+      'herald.v1.RecipientService',
     ]);
   });
 
@@ -64,6 +65,11 @@ describe('herald api via buf curl', () => {
       'herald.v1.NotificationService/ListNotifications',
       'herald.v1.NotificationService/Send',
       'herald.v1.NotificationService/WatchNotifications',
+      'herald.v1.RecipientService/DeleteRecipient',
+      'herald.v1.RecipientService/GetRecipient',
+      'herald.v1.RecipientService/RegisterPushToken',
+      'herald.v1.RecipientService/RemovePushToken',
+      'herald.v1.RecipientService/UpsertRecipient',
     ]);
   });
 

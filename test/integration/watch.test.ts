@@ -15,6 +15,7 @@ import type { NotificationStore, StatusEvents } from '../../src/domain/ports.js'
 import type { StatusEvent } from '../../src/domain/status-event.js';
 import { connectNats } from '../../src/infra/nats/connection.js';
 import { createStatusBus } from '../../src/infra/nats/status-bus.js';
+import { createRecipientStore } from '../../src/infra/postgres/recipient-store.js';
 import { createNotificationStore } from '../../src/infra/postgres/notification-store.js';
 import { draftNotification } from '../support/fixtures.js';
 import { NATS_URL, randomLayout } from '../support/nats.js';
@@ -40,6 +41,7 @@ beforeAll(async () => {
     events,
     logger: silent,
     rateLimiter: null,
+    recipients: createRecipientStore(db.pool),
     hash: (s) => s,
   });
 });
