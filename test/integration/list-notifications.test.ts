@@ -47,6 +47,7 @@ async function send(
       ? {
           userId,
           channel: Channel.EMAIL,
+          to: 'reader@example.com',
           content: { subject: 's', body: 'b' },
           sendAt: options.sendAt ? timestampFromDate(options.sendAt) : undefined,
         }

@@ -61,11 +61,13 @@ function sendJson(body: unknown): Promise<Response> {
 const email: SendRequest = {
   userId: 'u-valid',
   channel: Channel.EMAIL,
+  to: 'reader@example.com',
   content: { subject: 'Your order shipped', body: 'It arrives on Tuesday.' },
 };
 const sms: SendRequest = {
   userId: 'u-valid',
   channel: Channel.SMS,
+  to: '+15550001234',
   content: { body: 'code 123456' },
 };
 const inApp: SendRequest = {
