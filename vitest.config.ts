@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
@@ -8,6 +9,11 @@ const alias = [
     find: /^@herald\/client$/,
     replacement: fileURLToPath(new URL('./clients/src/node.ts', import.meta.url)),
   },
+  // graphql 16 ships CommonJS (`main`) and ESM (`module`) builds without an exports map: Vite picks
+  // the ESM one for our sources while graphql-yoga and graphql-armor, loaded by Node, get the
+  // CommonJS one. Two GraphQLError classes break yoga's error masking (every GraphQLError of ours
+  // becomes "Unexpected error.") and graphql's cross-realm checks. One copy, as in production.
+  { find: /^graphql$/, replacement: createRequire(import.meta.url).resolve('graphql') },
 ];
 
 export default defineConfig({

@@ -27,5 +27,7 @@ if (stale) {
 // The root project imports @herald/client through its built declarations.
 run('tsc -p clients/tsconfig.json');
 run('tsc -p tsconfig.json');
+// The example frontend and the typed operations, against the browser's lib and no Node types.
+run('tsc -p clients/graphql/tsconfig.json');
 run('eslint .');
 run('prettier --check .');

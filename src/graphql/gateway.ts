@@ -3,7 +3,7 @@
  * graphql-ws over WebSocket, on one port and one path (`/graphql`). It is a pure client of the
  * api: it forwards each caller's credentials and the api enforces access.
  *
- * Protection: graphql-armor (depth, aliases, cost, tokens, directives; no field suggestions),
+ * Protection: graphql-armor (depth, aliases, cost, tokens, directives), no field suggestions,
  * batched operations capped, a per-caller subscription cap, introspection and GraphiQL off in
  * production, unexpected errors masked.
  */
@@ -11,10 +11,21 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { createHeraldClient, type HeraldClient } from '@herald/client';
-import { NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
+import {
+  GraphQLError,
+  NoSchemaIntrospectionCustomRule,
+  type DocumentNode,
+  type ExecutionArgs,
+  type GraphQLSchema,
+} from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { createSchema, createYoga, type Plugin } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
+import {
+  createSchema,
+  createYoga,
+  handleStreamOrSingleExecutionResult,
+  type Plugin,
+} from 'graphql-yoga';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../domain/ports.js';
 import type { GatewayContext } from './context.js';
 import { typeDefs } from './generated/type-defs.js';
@@ -26,6 +37,13 @@ type OperationResult = ReturnType<NonNullable<Parameters<typeof useServer>[0]['e
 interface EnvelopedRoot {
   execute: (args: ExecutionArgs) => OperationResult;
   subscribe: (args: ExecutionArgs) => OperationResult;
+}
+/** What yoga.getEnveloped gives (envelop types all of it as `any`). */
+interface Enveloped extends EnvelopedRoot {
+  schema: GraphQLSchema;
+  parse: (source: string) => DocumentNode;
+  validate: (schema: GraphQLSchema, document: DocumentNode) => readonly GraphQLError[];
+  contextFactory: () => unknown;
 }
 
 export interface GatewayOptions {
@@ -47,6 +65,40 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** graphql-js's "Did you mean …?" hints, in all their wordings (names, enum values, fragments). */
+const SUGGESTION = /\s*Did you mean [^?]*\?/g;
+
+function stripSuggestions(errors: readonly Error[] | undefined): void {
+  for (const error of errors ?? []) error.message = error.message.replace(SUGGESTION, '');
+}
+
+/**
+ * Leaves the schema's names out of every error: validation errors, and the errors of variables,
+ * which graphql checks when it executes (or subscribes) rather than when it validates.
+ */
+const noSuggestions: Plugin = {
+  onValidate:
+    () =>
+    ({ valid, result }) => {
+      if (!valid) stripSuggestions(result);
+    },
+  onExecute: () => ({
+    onExecuteDone: (payload) =>
+      handleStreamOrSingleExecutionResult(payload, ({ result }) => stripSuggestions(result.errors)),
+  }),
+  onSubscribe: () => ({
+    onSubscribeResult: (payload) =>
+      handleStreamOrSingleExecutionResult(payload, ({ result }) => stripSuggestions(result.errors)),
+  }),
+};
+
+/** The error under graphql's and yoga's wrappers: what actually went wrong. */
+function causeOf(err: Error): unknown {
+  let cause: unknown = err;
+  while (cause instanceof GraphQLError && cause.originalError) cause = cause.originalError;
+  return cause;
+}
+
 export function createGateway(o: GatewayOptions): Gateway {
   const herald: HeraldClient = createHeraldClient({ baseUrl: o.apiUrl, protocol: 'grpc' });
   const armor = new EnvelopArmor({
@@ -55,9 +107,12 @@ export function createGateway(o: GatewayOptions): Gateway {
     costLimit: { maxCost: 5_000 },
     maxTokens: { n: 2_000 },
     maxDirectives: { n: 20 },
-    blockFieldSuggestion: { enabled: true },
+    // Replaced by noSuggestions below: armor's only reaches validation errors, and only the
+    // `Did you mean "x"?` wording, not enum values nor the variables checked at execution.
+    blockFieldSuggestion: { enabled: false },
   });
-  const plugins: Plugin[] = [...(armor.protect().plugins as Plugin[])];
+  const plugins: Plugin[] = [...(armor.protect().plugins as Plugin[]), noSuggestions];
+  const closing = new AbortController();
   if (o.production) {
     plugins.push({
       onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),
@@ -67,19 +122,34 @@ export function createGateway(o: GatewayOptions): Gateway {
   const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, GatewayContext>({
     schema: createSchema<GatewayContext>({
       typeDefs,
-      resolvers: createResolvers({ maxSubscriptionsPerCaller: o.maxSubscriptionsPerCaller }),
+      resolvers: createResolvers({
+        maxSubscriptionsPerCaller: o.maxSubscriptionsPerCaller,
+        closing: closing.signal,
+      }),
     }),
     graphqlEndpoint: GRAPHQL_PATH,
     graphiql: !o.production,
     landingPage: false,
     batching: { limit: o.maxBatch },
-    maskedErrors: true,
+    // Never the original error in the answer, whatever NODE_ENV says.
+    maskedErrors: { isDev: false },
     plugins,
     logging: {
       debug: (...args) => o.logger.debug({ args }, 'graphql'),
       info: (...args) => o.logger.info({ args }, 'graphql'),
       warn: (...args) => o.logger.warn({ args }, 'graphql'),
-      error: (...args) => o.logger.error({ args }, 'graphql'),
+      // yoga logs each error it masks, once, here: log the cause the caller does not see.
+      error: (...args: unknown[]) => {
+        const err = args.find((a) => a instanceof Error);
+        if (err === undefined) {
+          o.logger.error({ args }, 'graphql');
+          return;
+        }
+        o.logger.error(
+          { err: causeOf(err), path: err instanceof GraphQLError ? err.path : undefined },
+          'graphql: unexpected error (masked)',
+        );
+      },
     },
     context: ({ request, connectionParams }): GatewayContext => {
       const fromWs = connectionParams?.authorization;
@@ -91,9 +161,9 @@ export function createGateway(o: GatewayOptions): Gateway {
     },
   });
 
-  const server = http.createServer(yoga);
+  const server = http.createServer((req, res) => void yoga(req, res));
   const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
-  const sockets = new Set<import('ws').WebSocket>();
+  const sockets = new Set<WebSocket>();
   wss.on('connection', (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -128,18 +198,26 @@ export function createGateway(o: GatewayOptions): Gateway {
           request: new Request('http://gateway.local/graphql', {
             headers: { 'content-type': 'application/json' },
           }),
-        });
-        const args = {
+        }) as Enveloped;
+        // A refused operation (a syntax error, one of armor's limits) is an error of that
+        // operation: thrown, graphql-ws would close the socket and every subscription on it.
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query);
+          const errors = validate(schema, document);
+          if (errors.length > 0) return errors;
+        } catch (err) {
+          if (err instanceof GraphQLError) return [err];
+          throw err;
+        }
+        return {
           schema,
           operationName: payload.operationName,
-          document: parse(payload.query),
+          document,
           variableValues: payload.variables,
           contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
+          rootValue: { execute, subscribe } satisfies EnvelopedRoot,
         };
-        const errors = validate(args.schema, args.document);
-        if (errors.length > 0) return errors;
-        return args as ExecutionArgs;
       },
     },
     wss,
@@ -157,6 +235,9 @@ export function createGateway(o: GatewayOptions): Gateway {
       return bound;
     },
     async close() {
+      // Subscriptions first, while the client of the api is still open: their streams end as if
+      // their clients had left, instead of failing (and being logged) when the client closes.
+      closing.abort();
       for (const s of sockets) s.close(1001, 'going away');
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       server.closeAllConnections();

@@ -77,7 +77,10 @@ export const channelToPb = (c: Channel): PbChannel => PbChannel[c];
 export const statusToPb = (s: NotificationStatus): PbStatus => PbStatus[s];
 export const priorityToPb = (p: Priority): PbPriority => PbPriority[p];
 
-/** An ISO date from a GraphQL argument; a GraphQL error naming the field when it is not one. */
+/**
+ * An ISO date from a GraphQL argument; when it is not one, a BAD_USER_INPUT error naming `field`
+ * as the api names its fields (`send_at`), so a caller sees one naming whoever checked.
+ */
 export function timestampArg(
   value: string | null | undefined,
   field: string,

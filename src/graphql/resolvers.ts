@@ -4,7 +4,11 @@
  * streams, so they start with the current state and never miss or reorder a change.
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { Channel as PbChannel, NotificationStatus as PbStatus } from '@herald/client';
+import {
+  Channel as PbChannel,
+  NotificationStatus as PbStatus,
+  type WatchNotificationsResponse,
+} from '@herald/client';
 import type {
   ListNotificationsRequestSchema,
   WatchNotificationsRequestSchema,
@@ -31,6 +35,11 @@ import {
 export interface ResolverOptions {
   /** Subscriptions one credential may hold open at once. */
   maxSubscriptionsPerCaller: number;
+  /**
+   * Aborted when the gateway closes: every subscription then ends as a client leaving would (its
+   * api stream cancelled, nothing reported as an error).
+   */
+  closing?: AbortSignal;
 }
 
 type ListInit = MessageInitShape<typeof ListNotificationsRequestSchema>;
@@ -57,24 +66,66 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
     };
   }
 
-  /** A Watch stream as a subscription: ends (and cancels the stream) when the client leaves. */
-  async function* watch(ctx: GatewayContext, req: WatchInit) {
+  /**
+   * A Watch stream as a subscription. It takes one of the caller's places at once, so a refusal is
+   * an error of the subscribe call rather than of its stream, and gives it back (cancelling the api
+   * stream) as soon as the client leaves: also while a read is pending, when an async generator's
+   * return() would wait for the next change, which may never come.
+   */
+  function watch(ctx: GatewayContext, req: WatchInit): AsyncIterableIterator<Notification> {
+    if (options.closing?.aborted) {
+      throw new GraphQLError('the gateway is shutting down', {
+        extensions: { code: 'UNAVAILABLE' },
+      });
+    }
     const release = hold(ctx);
     const abort = new AbortController();
-    try {
-      const stream = ctx.herald.watchNotifications(req, {
-        ...asCaller(ctx, abort.signal),
-        timeoutMs: 0,
-      });
-      for await (const { notification } of stream) {
-        if (notification) yield notificationFromPb(notification);
-      }
-    } catch (err) {
-      if (!abort.signal.aborted) throw graphqlErrorFrom(err);
-    } finally {
+    const end = () => {
+      if (abort.signal.aborted) return;
       abort.abort();
       release();
+      options.closing?.removeEventListener('abort', end);
+    };
+    options.closing?.addEventListener('abort', end, { once: true });
+    let stream: AsyncIterator<WatchNotificationsResponse>;
+    try {
+      stream = ctx.herald
+        .watchNotifications(req, { ...asCaller(ctx, abort.signal), timeoutMs: 0 })
+        [Symbol.asyncIterator]();
+    } catch (err) {
+      end();
+      throw graphqlErrorFrom(err);
     }
+    const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
+    const iterator: AsyncIterableIterator<Notification> = {
+      async next() {
+        try {
+          while (!abort.signal.aborted) {
+            const read = await stream.next();
+            if (read.done) break;
+            if (read.value.notification) {
+              return { done: false, value: notificationFromPb(read.value.notification) };
+            }
+          }
+          end();
+          return done;
+        } catch (err) {
+          if (abort.signal.aborted) return done;
+          end();
+          throw graphqlErrorFrom(err);
+        }
+      },
+      return: () => {
+        end();
+        return Promise.resolve(done);
+      },
+      throw: (err: unknown) => {
+        end();
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
   }
 
   async function page(
@@ -87,8 +138,8 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       userId: filter?.userId ?? '',
       statuses: (filter?.statuses ?? []).map(statusToPb),
       channels: (filter?.channels ?? []).map(channelToPb),
-      createdAfter: timestampArg(filter?.createdAfter, 'filter.createdAfter'),
-      createdBefore: timestampArg(filter?.createdBefore, 'filter.createdBefore'),
+      createdAfter: timestampArg(filter?.createdAfter, 'created_after'),
+      createdBefore: timestampArg(filter?.createdBefore, 'created_before'),
       pageSize: first ?? 0,
       pageToken: after ?? '',
     };
@@ -210,7 +261,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
               idempotencyKey: input.idempotencyKey ?? '',
               priority: input.priority ? priorityToPb(input.priority) : 0,
               category: input.category ?? '',
-              sendAt: timestampArg(input.sendAt, 'input.sendAt'),
+              sendAt: timestampArg(input.sendAt, 'send_at'),
               metadata: Object.fromEntries((input.metadata ?? []).map((kv) => [kv.key, kv.value])),
               correlationId: input.correlationId ?? '',
             },
@@ -218,7 +269,8 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
           ),
         );
         const got = await callApi(() => ctx.herald.getNotification({ id: res.id }, asCaller(ctx)));
-        if (!got.notification) throw new GraphQLError('the notification vanished');
+        // An answer the api never gives: not the caller's fault, so masked (and logged).
+        if (!got.notification) throw new Error(`notification ${res.id} vanished after Send`);
         return {
           notification: notificationFromPb(got.notification, got.events),
           replayed: res.replayed,
@@ -226,7 +278,8 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       },
       cancelNotification: async (_, { id }, ctx) => {
         const res = await callApi(() => ctx.herald.cancelNotification({ id }, asCaller(ctx)));
-        if (!res.notification) throw new GraphQLError('no notification in the answer');
+        if (!res.notification)
+          throw new Error('CancelNotification answered without a notification');
         return notificationFromPb(res.notification);
       },
     },
