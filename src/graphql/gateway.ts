@@ -17,6 +17,7 @@ import {
   type DocumentNode,
   type ExecutionArgs,
   type GraphQLSchema,
+  type ValidationContext,
 } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import {
@@ -92,6 +93,17 @@ const noSuggestions: Plugin = {
   }),
 };
 
+/**
+ * An armor limit reported like any other validation error (every limit exceeded named, and a 400
+ * under GraphQL over HTTP) instead of thrown out of validation (a 200, the first limit only).
+ */
+function reportedAsValidationError() {
+  return {
+    propagateOnRejection: false,
+    onReject: [(ctx: ValidationContext | null, error: GraphQLError) => ctx?.reportError(error)],
+  };
+}
+
 /** The error under graphql's and yoga's wrappers: what actually went wrong. */
 function causeOf(err: Error): unknown {
   let cause: unknown = err;
@@ -102,11 +114,12 @@ function causeOf(err: Error): unknown {
 export function createGateway(o: GatewayOptions): Gateway {
   const herald: HeraldClient = createHeraldClient({ baseUrl: o.apiUrl, protocol: 'grpc' });
   const armor = new EnvelopArmor({
-    maxDepth: { n: 10 },
-    maxAliases: { n: 15 },
-    costLimit: { maxCost: 5_000 },
+    maxDepth: { n: 10, ...reportedAsValidationError() },
+    maxAliases: { n: 15, ...reportedAsValidationError() },
+    costLimit: { maxCost: 5_000, ...reportedAsValidationError() },
+    // Checked while parsing, before there is anything to validate: a syntax error (also a 400).
     maxTokens: { n: 2_000 },
-    maxDirectives: { n: 20 },
+    maxDirectives: { n: 20, ...reportedAsValidationError() },
     // Replaced by noSuggestions below: armor's only reaches validation errors, and only the
     // `Did you mean "x"?` wording, not enum values nor the variables checked at execution.
     blockFieldSuggestion: { enabled: false },
