@@ -10,6 +10,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { createHeraldClient, type HeraldClient } from '@herald/client';
 import {
   GraphQLError,
@@ -194,8 +195,13 @@ export function createGateway(o: GatewayOptions): Gateway {
             },
           );
           return true;
-        } catch {
-          return false;
+        } catch (err) {
+          // A refused credential closes with 4403 Forbidden; the api being unreachable is not the
+          // caller's fault, so it closes with 4500 and a reason the client can retry on.
+          const code = ConnectError.from(err).code;
+          if (code === Code.Unauthenticated || code === Code.PermissionDenied) return false;
+          o.logger.warn({ code: Code[code] }, 'WebSocket connect: the api did not answer');
+          throw new Error('the Herald api is unavailable; retry later');
         }
       },
       // yoga's enveloped execute/subscribe ride in rootValue (set in onSubscribe below).
