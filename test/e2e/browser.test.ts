@@ -11,9 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { Channel, NotificationStatus, createHeraldClient, type HeraldClient } from '@herald/client';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { newApiKey } from '../../src/infra/auth/api-keys.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
-import { createApiKeyStore } from '../../src/infra/postgres/api-key-store.js';
+import { createTestApiKey } from '../support/access.js';
 import { createCleanups } from '../support/cleanups.js';
 import { closeServer, listenOnFreePort } from '../support/http-server.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
@@ -118,11 +117,8 @@ beforeAll(async () => {
     gateway: true,
     env: { HERALD_AUTH: 'required', HERALD_TOKEN_SECRET: MASTER },
   });
-  const store = createApiKeyStore(t.db.pool);
-  await store.ensureTenant(TENANT, TENANT);
-  const key = newApiKey(TENANT, 'browser test', ['send', 'read']);
-  await store.insert(key.record);
-  sender = createHeraldClient({ baseUrl: t.h2cUrl, apiKey: key.apiKey });
+  const apiKey = await createTestApiKey(t.db.pool, TENANT, ['send', 'read']);
+  sender = createHeraldClient({ baseUrl: t.h2cUrl, apiKey });
   site = createSiteServer();
   siteUrl = `http://127.0.0.1:${await listenOnFreePort(site)}`;
   // launch() starts Chromium on a new, empty, temporary profile (user data dir) and deletes it on

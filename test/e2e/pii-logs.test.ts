@@ -12,7 +12,7 @@ import { Channel, createHeraldClient, type HeraldClient } from '@herald/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newApiKey, parseApiKey } from '../../src/infra/auth/api-keys.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
-import { createApiKeyStore } from '../../src/infra/postgres/api-key-store.js';
+import { createTestApiKey } from '../support/access.js';
 import { rejection } from '../support/connect.js';
 import { startHttpFake, type HttpFake, type RecordedRequest } from '../support/fakes/http-fake.js';
 import { startFakeSmtpServer, type FakeSmtpServer } from '../support/fakes/smtp.js';
@@ -153,11 +153,7 @@ beforeAll(async () => {
   // No api, worker or scheduler here: this only provides the database and the NATS layout.
   t = await startTestHerald({ roles: [] });
 
-  const store = createApiKeyStore(t.db.pool);
-  await store.ensureTenant(TENANT, TENANT);
-  const adminKey = newApiKey(TENANT, 'pii admin', ['send', 'read', 'admin']);
-  await store.insert(adminKey.record);
-  secrets.adminKey = adminKey.apiKey;
+  secrets.adminKey = await createTestApiKey(t.db.pool, TENANT, ['send', 'read', 'admin']);
 
   const providers = {
     email: [

@@ -24,9 +24,8 @@ import {
 } from '@herald/client/gen/health/v1/health_pb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Scope } from '../../src/domain/access.js';
-import { newApiKey } from '../../src/infra/auth/api-keys.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
-import { createApiKeyStore } from '../../src/infra/postgres/api-key-store.js';
+import { createTestApiKey } from '../support/access.js';
 import { rejection } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
 
@@ -42,13 +41,7 @@ function clientWith(apiKey?: string): HeraldClient {
   return c;
 }
 
-async function makeKey(tenant: string, scopes: Scope[]): Promise<string> {
-  const store = createApiKeyStore(t.db.pool);
-  await store.ensureTenant(tenant, tenant);
-  const { apiKey, record } = newApiKey(tenant, `test ${scopes.join(',')}`, scopes);
-  await store.insert(record);
-  return apiKey;
-}
+const makeKey = (tenant: string, scopes: Scope[]) => createTestApiKey(t.db.pool, tenant, scopes);
 
 const email = (userId: string, subject = 's') => ({
   userId,

@@ -11,9 +11,8 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { uuidv7 } from '../../src/domain/ids.js';
 import { GRAPHQL_PATH, createGateway } from '../../src/graphql/gateway.js';
-import { newApiKey } from '../../src/infra/auth/api-keys.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
-import { createApiKeyStore } from '../../src/infra/postgres/api-key-store.js';
+import { createTestApiKey } from '../support/access.js';
 import { createCleanups } from '../support/cleanups.js';
 import {
   subscribeSse,
@@ -57,11 +56,7 @@ beforeAll(async () => {
     gateway: true,
     env: { HERALD_AUTH: 'required', HERALD_TOKEN_SECRET: MASTER },
   });
-  const store = createApiKeyStore(t.db.pool);
-  await store.ensureTenant(TENANT, TENANT);
-  const key = newApiKey(TENANT, 'gateway subscriptions test', ['send', 'read']);
-  await store.insert(key.record);
-  apiKey = key.apiKey;
+  apiKey = await createTestApiKey(t.db.pool, TENANT, ['send', 'read']);
   sender = createHeraldClient({ baseUrl: t.h2cUrl, apiKey });
 });
 

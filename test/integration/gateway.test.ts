@@ -15,9 +15,8 @@ import { WebSocket } from 'ws';
 import type { Scope } from '../../src/domain/access.js';
 import type { Logger } from '../../src/domain/ports.js';
 import { createGateway, type Gateway } from '../../src/graphql/gateway.js';
-import { newApiKey } from '../../src/infra/auth/api-keys.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
-import { createApiKeyStore } from '../../src/infra/postgres/api-key-store.js';
+import { createTestApiKey } from '../support/access.js';
 import { createCleanups } from '../support/cleanups.js';
 import { startH2cServer } from '../support/http-server.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
@@ -67,13 +66,8 @@ afterAll(async () => {
   await Promise.all([open?.stop(), secured?.stop()]);
 });
 
-async function makeKey(tenant: string, scopes: Scope[]): Promise<string> {
-  const store = createApiKeyStore(secured.db.pool);
-  await store.ensureTenant(tenant, tenant);
-  const { apiKey, record } = newApiKey(tenant, `gateway test ${scopes.join(',')}`, scopes);
-  await store.insert(record);
-  return apiKey;
-}
+const makeKey = (tenant: string, scopes: Scope[]) =>
+  createTestApiKey(secured.db.pool, tenant, scopes);
 
 const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });
 const userToken = (userId: string, tenantId = 'tenant-a') =>
