@@ -393,7 +393,7 @@ export async function startGateway(
   const gateway = createGateway({
     apiUrl: apiUrl ?? config.gateway.apiUrl ?? `http://${config.api.host}:${config.api.h2cPort}`,
     logger,
-    production: config.env === 'production',
+    production: config.gateway.production,
     maxSubscriptionsPerCaller: config.gateway.maxSubscriptionsPerCaller,
     maxBatch: config.gateway.maxBatch,
   });

@@ -159,6 +159,8 @@ export interface Config {
   };
   adminPort: number;
   gateway: {
+    /** No introspection, no GraphiQL: HERALD_ENV=production or NODE_ENV=production. */
+    production: boolean;
     port: number;
     /** null: the api of this process (herald all) or http://<api host>:<h2c port>. */
     apiUrl: string | null;
@@ -273,6 +275,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     adminPort: e.HERALD_ADMIN_PORT,
     gateway: {
+      // NODE_ENV is read here too: the usual switch for GraphQL servers' production mode.
+      production: e.HERALD_ENV === 'production' || env.NODE_ENV === 'production',
       port: e.HERALD_GATEWAY_PORT,
       apiUrl: e.HERALD_GATEWAY_API_URL ?? null,
       maxSubscriptionsPerCaller: e.HERALD_GATEWAY_MAX_SUBSCRIPTIONS,

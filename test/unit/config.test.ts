@@ -124,6 +124,15 @@ describe('loadConfig', () => {
     );
   });
 
+  it('puts the gateway in production mode with HERALD_ENV or NODE_ENV', () => {
+    expect(loadConfig({}).gateway.production).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production' }).gateway.production).toBe(true);
+    expect(
+      loadConfig({ HERALD_ENV: 'production', HERALD_TOKEN_SECRET: 'x'.repeat(32) }).gateway
+        .production,
+    ).toBe(true);
+  });
+
   it('ignores the crash hook outside the test environment', () => {
     expect(loadConfig({ HERALD_TEST_CRASH_AT: 'after-claim' }).worker.crashAt).toBe('');
     expect(
