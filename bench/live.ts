@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { Channel, createHeraldClient } from '@herald/client';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
+import { DEVELOPMENT_TOKEN_SECRET } from '../src/config.js';
 import { issueUserToken } from '../src/infra/auth/user-tokens.js';
 
 const usage = `Usage: node dist/bench/live.js [options]
@@ -17,8 +18,6 @@ const usage = `Usage: node dist/bench/live.js [options]
   --token-secret <s>     HERALD_TOKEN_SECRET of the api (default: $HERALD_TOKEN_SECRET or the development one)
   --subscribers <n>      WebSocket subscribers, one user each (default 1000)
   --rate <n>             notifications sent per second, one per user (default 200)`;
-
-const DEVELOPMENT_TOKEN_SECRET = 'herald-development-token-secret-do-not-use-in-production';
 
 const { values } = parseArgs({
   options: {

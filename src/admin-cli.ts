@@ -8,7 +8,7 @@ import { createApiKeys, SCOPES, type ApiKeyRecord } from './domain/access.js';
 import { ValidationError } from './domain/errors.js';
 import type { Config } from './config.js';
 import type { Logger } from './domain/ports.js';
-import { createAuthenticator, newApiKey } from './infra/auth/api-keys.js';
+import { newApiKey } from './infra/auth/api-keys.js';
 import { issueUserToken } from './infra/auth/user-tokens.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
 import { assertSchemaCurrent, openDatabase } from './infra/postgres/orm.js';
@@ -80,18 +80,8 @@ export async function runAdminCommand(
   try {
     await assertSchemaCurrent(db);
     const store = createApiKeyStore(db.pool);
-    const keys = createApiKeys({
-      store,
-      newApiKey,
-      authenticator: createAuthenticator({
-        keys: store,
-        verifyUserToken: () => {
-          throw new Error('not used');
-        },
-        cacheMs: 0,
-        disabledForTenant: null,
-      }),
-    });
+    // Other processes notice a revocation within their key cache time (HERALD_KEY_CACHE_MS).
+    const keys = createApiKeys({ store, newApiKey });
     switch (action) {
       case 'create': {
         const scopes = (values.scopes ?? '').split(',').filter((s) => s !== '');

@@ -110,8 +110,9 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
   const closers: (() => Promise<void>)[] = [];
   // Providers first: a misconfigured one stops the process before it connects to anything.
   const channels = roles.includes('worker') ? (options.channels ?? config.worker.channels) : [];
-  const chains = channels.map((channel) =>
-    createProviderChain(
+  const chains = channels.map((channel) => ({
+    channel,
+    providers: createProviderChain(
       providerEntriesFor(channel, config.providers, {
         breaker: config.worker.breaker,
         concurrency: config.worker.concurrency[channel],
@@ -120,10 +121,10 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       }),
       logger.child({ channel }),
     ),
-  );
+  }));
   // Closed last (closers run in reverse), after the workers that use them have stopped.
   closers.push(async () => {
-    await Promise.all(chains.map((c) => c.close()));
+    await Promise.all(chains.map((c) => c.providers.close()));
   });
   const closeAll = async () => {
     for (const close of closers.reverse()) {
@@ -219,7 +220,11 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       const server = createApiServer({
         notifications,
         deadLetters: deadLetterCases,
-        apiKeys: createApiKeys({ store: keyStore, authenticator, newApiKey }),
+        apiKeys: createApiKeys({
+          store: keyStore,
+          newApiKey,
+          onRevoked: (prefix) => authenticator.forget(prefix),
+        }),
         recipients: createRecipients(recipientStore),
         authenticator,
         callsPerSecond: config.auth.callsPerSecond,
@@ -239,7 +244,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
 
     if (roles.includes('worker')) {
       const workers: ChannelWorker[] = [];
-      for (const [i, channel] of channels.entries()) {
+      for (const { channel, providers } of chains) {
         const lanes = await Promise.all(
           LANES_BY_URGENCY.map(async (lane) => ({
             lane,
@@ -251,9 +256,10 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
           lanes,
           decodeJob,
           store,
-          providers: chains[i] as (typeof chains)[number],
+          providers,
           deadLetters,
-          forgetAddress: (n) => recipientStore.removePushToken(n.tenantId, n.userId, n.to ?? ''),
+          forgetAddress: (tenantId, userId, token) =>
+            recipientStore.removePushToken(tenantId, userId, token),
           events,
           logger: logger.child({ channel }),
           retry: config.worker.retry,
@@ -272,7 +278,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         await Promise.all(workers.map((w) => w.stop(config.shutdownTimeoutMs / 2)));
       });
       logger.info(
-        { channels, providers: Object.fromEntries(channels.map((c, i) => [c, chains[i]?.names])) },
+        { providers: Object.fromEntries(chains.map((c) => [c.channel, c.providers.names])) },
         'workers started',
       );
     }
@@ -389,7 +395,12 @@ export async function startGateway(
   config: Config,
   logger: Logger,
   apiUrl?: string,
-): Promise<{ port: number; stop(): Promise<void> }> {
+): Promise<{
+  port: number;
+  /** The gateway's fetch handler, without a port (tests). */
+  fetch: (request: Request) => Promise<Response>;
+  stop(): Promise<void>;
+}> {
   const gateway = createGateway({
     apiUrl: apiUrl ?? config.gateway.apiUrl ?? `http://${config.api.host}:${config.api.h2cPort}`,
     logger,
@@ -398,5 +409,5 @@ export async function startGateway(
     maxBatch: config.gateway.maxBatch,
   });
   const port = await gateway.listen(config.api.host, config.gateway.port);
-  return { port, stop: () => gateway.close() };
+  return { port, fetch: gateway.fetch, stop: () => gateway.close() };
 }

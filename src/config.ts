@@ -140,7 +140,7 @@ const schema = z.object({
 export type Env = z.infer<typeof schema>;
 
 /** The user-token master secret outside production when none is set: public, so never trusted. */
-const DEVELOPMENT_TOKEN_SECRET = 'herald-development-token-secret-do-not-use-in-production';
+export const DEVELOPMENT_TOKEN_SECRET = 'herald-development-token-secret-do-not-use-in-production';
 
 export interface Config {
   env: Env['HERALD_ENV'];

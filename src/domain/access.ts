@@ -73,8 +73,9 @@ export type NewApiKey = (
 /** The AdminService use cases for the caller's tenant. */
 export function createApiKeys(deps: {
   store: ApiKeyStore;
-  authenticator: Authenticator;
   newApiKey: NewApiKey;
+  /** Told the prefix of each revoked key (the authenticator drops it from its cache). */
+  onRevoked?: (prefix: string) => void;
 }) {
   return {
     async create(tenantId: string, name: string, scopes: readonly string[]) {
@@ -99,7 +100,7 @@ export function createApiKeys(deps: {
     async revoke(tenantId: string, id: string) {
       const record = isUuid(id) ? await deps.store.revoke(tenantId, id) : null;
       if (record === null) throw new NotFoundError(`API key ${id}`);
-      deps.authenticator.forget(record.prefix);
+      deps.onRevoked?.(record.prefix);
       return record;
     },
   };

@@ -2,7 +2,7 @@
  * The one place that turns the outcome of a delivery attempt into what happens next: the status
  * to record and what to tell the queue (ack, nak with a delay, or term).
  */
-import { HeraldError } from './errors.js';
+import { HeraldError, isPermanentDeliveryError } from './errors.js';
 
 export interface RetryPolicy {
   /** First backoff step, ms. */
@@ -41,8 +41,7 @@ export function decideDelivery(
 ): DeliveryDecision {
   if (error === null || error === undefined) return { status: 'DELIVERED', action: 'ack' };
   const message = describeError(error);
-  const permanent = error instanceof HeraldError && error.kind === 'permanent_delivery';
-  if (permanent || attempt >= policy.maxAttempts) {
+  if (isPermanentDeliveryError(error) || attempt >= policy.maxAttempts) {
     return { status: 'FAILED', action: 'term', error: message };
   }
   const retryAfterMs =

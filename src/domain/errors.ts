@@ -93,6 +93,11 @@ export class PermanentDeliveryError extends HeraldError {
   }
 }
 
+/** A permanent delivery failure, from any provider (or from a chain of them). */
+export function isPermanentDeliveryError(error: unknown): error is PermanentDeliveryError {
+  return error instanceof HeraldError && error.kind === 'permanent_delivery';
+}
+
 /**
  * The caller's credential is missing or unusable; the message says why (missing, malformed, bad
  * signature, expired, wrong audience, …) so a client can tell "log in again" from "fix your code".

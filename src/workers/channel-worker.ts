@@ -6,7 +6,7 @@
  */
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { decideDelivery, type RetryPolicy } from '../domain/delivery-decision.js';
-import { TransientDeliveryError } from '../domain/errors.js';
+import { isPermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
 import {
   LANES_BY_URGENCY,
   isTerminal,
@@ -34,8 +34,8 @@ export interface ChannelWorkerDeps {
   store: NotificationStore;
   providers: ProviderChain;
   deadLetters: DeadLetterSink;
-  /** Forgets the address a provider reported dead (a push token); absent: nothing to forget. */
-  forgetAddress?: (n: Notification) => Promise<unknown>;
+  /** Forgets an address a provider reported dead (a push token); absent: nothing to forget. */
+  forgetAddress?: (tenantId: string, userId: string, address: string) => Promise<unknown>;
   events: StatusEvents;
   logger: Logger;
   retry: RetryPolicy;
@@ -219,9 +219,11 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
     );
     if (decision.status === 'FAILED') {
       await deps.deadLetters.add(updated, { subject: msg.subject, sequence: msg.seq });
-      if (!outcome.ok && isDeadAddress(outcome.error) && n.to !== null) {
+      const dead =
+        !outcome.ok && isPermanentDeliveryError(outcome.error) && outcome.error.invalidAddress;
+      if (dead && n.to !== null && deps.forgetAddress) {
         // A dead push token is forgotten, so later sends do not pick it again.
-        await deps.forgetAddress?.(n).catch((err: unknown) => {
+        await deps.forgetAddress(n.tenantId, n.userId, n.to).catch((err: unknown) => {
           logger.warn({ ...log, err: (err as Error).message }, 'forgetting a dead address failed');
         });
       }
@@ -322,8 +324,4 @@ async function withTimeout<T>(
   } finally {
     clearTimeout(timer);
   }
-}
-
-function isDeadAddress(error: unknown): boolean {
-  return (error as { invalidAddress?: unknown } | null)?.invalidAddress === true;
 }

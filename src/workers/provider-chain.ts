@@ -5,7 +5,7 @@
  * itself is at fault). When every breaker is open nobody is called, and the caller learns how
  * long to wait — such an attempt must not count against the notification's retry budget.
  */
-import { TransientDeliveryError } from '../domain/errors.js';
+import { isPermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
 import type { Notification } from '../domain/notification.js';
 import type { Logger, Provider } from '../domain/ports.js';
 import {
@@ -81,7 +81,7 @@ export function createProviderChain(
           slot.breaker.success();
           return { ok: true, provider: name, providerMessageId: result.providerMessageId ?? null };
         } catch (error) {
-          if (isPermanent(error)) {
+          if (isPermanentDeliveryError(error)) {
             slot.breaker.neutral();
             return { ok: false, provider: name, error, charged: true };
           }
@@ -111,10 +111,6 @@ export function createProviderChain(
       await Promise.allSettled(slots.map((s) => s.provider.close?.() ?? Promise.resolve()));
     },
   };
-}
-
-function isPermanent(error: unknown): boolean {
-  return (error as { kind?: string } | null)?.kind === 'permanent_delivery';
 }
 
 interface Semaphore {

@@ -18,6 +18,7 @@ const cli = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 
 interface Run {
   code: number | null;
+  stdout: string;
   stderr: string;
 }
 
@@ -29,9 +30,9 @@ function herald(args: string[], env: Record<string, string>): Promise<Run> {
       process.execPath,
       [cli, ...args],
       { env: childEnv, timeout: 30_000 },
-      (err, _out, stderr) => {
+      (err, stdout, stderr) => {
         const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null;
-        resolve({ code, stderr: stderr.trim() });
+        resolve({ code, stdout: stdout.trim(), stderr: stderr.trim() });
       },
     );
   });
@@ -136,6 +137,35 @@ describe('herald', () => {
     } finally {
       await adminQuery(`drop database if exists ${name} with (force)`);
     }
+  });
+
+  it('creates, lists and revokes API keys, storing only a hash', async () => {
+    const env = { HERALD_DATABASE_URL: db.url };
+    const created = await herald(
+      ['keys', 'create', '--tenant', 'cli-t', '--scopes', 'send,read'],
+      env,
+    );
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^hk_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
+    const prefix = created.stdout.slice(0, 15);
+    const { rows } = await db.pool.query<{ prefix: string; secret_hash: string }>(
+      'select prefix, secret_hash from api_key where tenant_id = $1',
+      ['cli-t'],
+    );
+    expect(rows).toEqual([
+      { prefix, secret_hash: expect.stringMatching(/^[0-9a-f]{64}$/) as string },
+    ]);
+
+    const listed = await herald(['keys', 'list', '--tenant', 'cli-t'], env);
+    const [id, listedPrefix, scopes, state] = listed.stdout.split(/\s+/);
+    expect([listedPrefix, scopes, state]).toEqual([prefix, 'send,read', 'active']);
+    const revoked = await herald(['keys', 'revoke', '--tenant', 'cli-t', '--id', id ?? ''], env);
+    expect(revoked.stdout).toContain(`${prefix}  send,read  revoked`);
+    expect((await herald(['keys', 'list', '--tenant', 'cli-t'], env)).stdout).toBe('');
+
+    const bad = await herald(['keys', 'create', '--tenant', 'cli-t', '--scopes', 'fly'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--scopes\[0\]: must be one of send, read, admin/);
   });
 
   it('exits 2 with the usage when the command is unknown', async () => {

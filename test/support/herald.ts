@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
-import { startHerald, type Herald, type Role } from '../../src/app.js';
+import { startGateway, startHerald, type Herald, type Role } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { CHANNELS } from '../../src/domain/notification.js';
-import { GRAPHQL_PATH, createGateway } from '../../src/graphql/gateway.js';
+import { GRAPHQL_PATH } from '../../src/graphql/gateway.js';
 import { deleteStreams } from '../../src/infra/nats/streams.js';
 import { NATS_URL, randomLayout } from './nats.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
@@ -80,16 +80,10 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     roles: options.roles ?? ['api', 'worker', 'scheduler'],
   });
   const ports = herald.ports ?? { h2cPort: 0, httpPort: 0 };
+  // HERALD_GATEWAY_PORT is 0 here: a free port.
   const gateway = options.gateway
-    ? createGateway({
-        apiUrl: `http://127.0.0.1:${ports.h2cPort}`,
-        logger: pino({ level: 'warn' }),
-        production: false,
-        maxSubscriptionsPerCaller: config.gateway.maxSubscriptionsPerCaller,
-        maxBatch: config.gateway.maxBatch,
-      })
+    ? await startGateway(config, pino({ level: 'warn' }), `http://127.0.0.1:${ports.h2cPort}`)
     : null;
-  const gatewayPort = gateway ? await gateway.listen('127.0.0.1', 0) : 0;
   return {
     herald,
     config,
@@ -97,12 +91,12 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     env,
     h2cUrl: `http://127.0.0.1:${ports.h2cPort}`,
     httpUrl: `http://127.0.0.1:${ports.httpPort}`,
-    gatewayUrl: gateway ? `http://127.0.0.1:${gatewayPort}${GRAPHQL_PATH}` : null,
+    gatewayUrl: gateway ? `http://127.0.0.1:${gateway.port}${GRAPHQL_PATH}` : null,
     gatewayFetch: gateway ? (request) => gateway.fetch(request) : null,
     logFile,
     deliveries: () => readDeliveries(logFile),
     async stop() {
-      await gateway?.close();
+      await gateway?.stop();
       await herald.stop();
       await db.drop();
       await removeStreams(natsUrl, layout);
