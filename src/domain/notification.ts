@@ -97,6 +97,21 @@ export interface Notification {
   lastError: string | null;
   /** When it entered the dead letters (FAILED); null once replayed or purged. */
   deadLetteredAt: Date | null;
+  /** The template version the content was rendered from, when sent by template. */
+  template: PinnedTemplate | null;
+  /** Why it is SUPPRESSED, or why its delivery was deferred (SCHEDULED by quiet hours). */
+  statusReason: string | null;
+  /** In-app inbox state (in_app notifications): when the user saw, read or archived it. */
+  seenAt: Date | null;
+  readAt: Date | null;
+  archivedAt: Date | null;
+}
+
+/** The exact template version (and locale variant) a notification was rendered from. */
+export interface PinnedTemplate {
+  id: string;
+  version: number;
+  locale: string;
 }
 
 /** One entry of a notification's status history. */

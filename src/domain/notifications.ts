@@ -14,7 +14,7 @@ import type { Channel, Notification, NotificationEvent, Status } from './notific
 import { decodePageToken, encodePageToken } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
-import { resolveAddress, type RecipientStore } from './recipients.js';
+import { addressFor, type Recipient, type RecipientStore } from './recipients.js';
 import type { StatusEvent } from './status-event.js';
 import { validateSend, type SendCommand, type SendInput } from './validation.js';
 
@@ -116,11 +116,12 @@ export function createNotifications(deps: NotificationsDeps) {
       const existing = await store.byIdempotencyKey(tenantId, cmd.idempotencyKey);
       if (existing !== null) return replay(existing);
     }
+    // The stored recipient, read at most once per Send and only when a step needs it.
+    let recipientRead: Promise<Recipient | null> | undefined;
+    const recipient = () => (recipientRead ??= deps.recipients.get(tenantId, cmd.userId));
     // No direct address: the recipient's (FailedPrecondition when it has none), resolved before
     // any quota is taken.
-    if (cmd.to === null) {
-      cmd.to = await resolveAddress(deps.recipients, tenantId, cmd.userId, cmd.channel);
-    }
+    if (cmd.to === null) cmd.to = addressFor(await recipient(), cmd.userId, cmd.channel);
     const ticket = deps.rateLimiter
       ? await deps.rateLimiter.take({ tenantId, userId: cmd.userId, channel: cmd.channel })
       : null;
@@ -369,6 +370,11 @@ function newNotification(tenantId: string, cmd: SendCommand, at: Date): Notifica
     providerMessageId: null,
     lastError: null,
     deadLetteredAt: null,
+    template: null,
+    statusReason: null,
+    seenAt: null,
+    readAt: null,
+    archivedAt: null,
   };
 }
 

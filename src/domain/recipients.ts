@@ -105,17 +105,17 @@ const ADDRESS_FIELD: Partial<Record<Channel, { field: 'email' | 'phone' | 'push'
  * Null for channels that need none (in_app) or that take theirs from the provider (webhook);
  * FailedPrecondition when the channel needs one the recipient does not have.
  */
-export async function resolveAddress(
-  store: RecipientStore,
-  tenantId: string,
+export function addressFor(
+  recipient: Recipient | null,
   userId: string,
   channel: Channel,
-): Promise<string | null> {
+): string | null {
   const need = ADDRESS_FIELD[channel];
   if (need === undefined) return null;
-  const r = await store.get(tenantId, userId);
   const address =
-    need.field === 'push' ? (r?.pushTokens[0]?.token ?? null) : (r?.[need.field] ?? null);
+    need.field === 'push'
+      ? (recipient?.pushTokens[0]?.token ?? null)
+      : (recipient?.[need.field] ?? null);
   if (address === null) {
     throw new FailedPreconditionError(
       `user ${JSON.stringify(userId)} has no ${need.name} for ${channel}: register one with RecipientService or pass to`,

@@ -157,6 +157,11 @@ export function notificationToPb(n: Notification): PbNotification {
     version: BigInt(n.version),
     deadLetteredAt: ts(n.deadLetteredAt),
     generation: BigInt(n.generation),
+    template: n.template ?? undefined,
+    statusReason: n.statusReason ?? '',
+    seenAt: ts(n.seenAt),
+    readAt: ts(n.readAt),
+    archivedAt: ts(n.archivedAt),
   });
 }
 

@@ -465,6 +465,11 @@ function statusEvent(
     providerMessageId: null,
     lastError: null,
     deadLetteredAt: null,
+    template: null,
+    statusReason: null,
+    seenAt: null,
+    readAt: null,
+    archivedAt: null,
   };
   return {
     notification,

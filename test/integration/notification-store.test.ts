@@ -185,6 +185,11 @@ describe('NotificationStore', () => {
         attempt: 3,
         attemptFloor: 3,
         deadLetteredAt: null,
+        template: null,
+        statusReason: null,
+        seenAt: null,
+        readAt: null,
+        archivedAt: null,
         publishedAt: null,
       });
       const history = await store.history('dl', n.id);

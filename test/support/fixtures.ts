@@ -33,6 +33,11 @@ export function draftNotification(overrides: Partial<Notification> = {}): Notifi
     providerMessageId: null,
     lastError: null,
     deadLetteredAt: null,
+    template: null,
+    statusReason: null,
+    seenAt: null,
+    readAt: null,
+    archivedAt: null,
     ...overrides,
   };
 }

@@ -31,6 +31,9 @@ const NOTIFICATION_DATES = [
   'leaseUntil',
   'publishedAt',
   'deadLetteredAt',
+  'seenAt',
+  'readAt',
+  'archivedAt',
 ] as const satisfies readonly (keyof Notification)[];
 const EVENT_DATES = ['time'] as const satisfies readonly (keyof NotificationEvent)[];
 

@@ -10,6 +10,7 @@ import {
   type Content,
   type Notification,
   type NotificationEvent,
+  type PinnedTemplate,
   type Priority,
   type Status,
 } from '../../domain/notification.js';
@@ -36,7 +37,8 @@ export interface NotificationStoreOptions {
 const COLUMNS = `id, tenant_id, user_id, channel, priority, category, content, "to", idempotency_key,
   request_hash, correlation_id, metadata, status, attempt, version, generation, send_at, created_at,
   updated_at, delivered_at, next_attempt_at, lease_until, published_at, provider,
-  provider_message_id, last_error, attempt_floor, dead_lettered_at`;
+  provider_message_id, last_error, attempt_floor, dead_lettered_at, template, status_reason, seen_at,
+  read_at, archived_at`;
 
 /** The statuses a claim or a cancel may start from: the domain's transition table decides. */
 const CLAIMABLE = statusesLeadingTo('PROCESSING');
@@ -77,6 +79,11 @@ interface Row {
   last_error: string | null;
   attempt_floor: number;
   dead_lettered_at: Date | string | null;
+  template: PinnedTemplate | string | null;
+  status_reason: string | null;
+  seen_at: Date | string | null;
+  read_at: Date | string | null;
+  archived_at: Date | string | null;
 }
 
 interface EventRow {
@@ -112,21 +119,23 @@ export function createNotificationStore(
         `with input as (
            select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[],
-             $12::jsonb[], $13::text[], $14::timestamptz[], $15::timestamptz[])
+             $12::jsonb[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::jsonb[],
+             $17::text[])
              with ordinality as t(id, tenant_id, user_id, channel, priority, category, content, "to",
-               idempotency_key, request_hash, correlation_id, metadata, status, send_at, created_at, ord)
+               idempotency_key, request_hash, correlation_id, metadata, status, send_at, created_at,
+               template, status_reason, ord)
          ),
          changed as (
            insert into notification (id, tenant_id, user_id, channel, priority, category, content,
              "to", idempotency_key, request_hash, correlation_id, metadata, status, attempt, version,
-             generation, send_at, created_at, updated_at)
+             generation, send_at, created_at, updated_at, template, status_reason)
            select id, tenant_id, user_id, channel, priority, category, content, "to",
              idempotency_key, request_hash, correlation_id, metadata, status, 0, 1, 1, send_at,
-             created_at, created_at
+             created_at, created_at, template, status_reason
            from input order by ord
            on conflict (tenant_id, idempotency_key) where idempotency_key is not null do nothing
            returning id, version, status, attempt, generation, updated_at,
-             null::text as ev_provider, null::text as ev_error
+             null::text as ev_provider, status_reason as ev_error
          ),
          ${APPEND_EVENTS}
          select input.ord from changed join input using (id)`,
@@ -146,6 +155,8 @@ export function createNotificationStore(
           n.map((x) => x.status),
           n.map((x) => x.sendAt),
           n.map((x) => x.createdAt),
+          n.map((x) => (x.template === null ? null : JSON.stringify(x.template))),
+          n.map((x) => x.statusReason),
         ],
       );
       // Only rows that were inserted come back: the others lost an idempotency-key conflict.
@@ -575,6 +586,11 @@ function toNotification(r: Row): Notification {
     lastError: r.last_error,
     attemptFloor: r.attempt_floor,
     deadLetteredAt: maybeDate(r.dead_lettered_at),
+    template: r.template === null ? null : json(r.template),
+    statusReason: r.status_reason,
+    seenAt: maybeDate(r.seen_at),
+    readAt: maybeDate(r.read_at),
+    archivedAt: maybeDate(r.archived_at),
   };
 }
 

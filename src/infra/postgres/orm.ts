@@ -15,6 +15,7 @@ import {
 import { Migration20261121Access } from './migrations/migration-20261121-access.js';
 import { Migration20261121DeadLetters } from './migrations/migration-20261121-dead-letters.js';
 import { Migration20261121Notifications } from './migrations/migration-20261121-notifications.js';
+import { Migration20261121Product } from './migrations/migration-20261121-product.js';
 import { Migration20261121Recipients } from './migrations/migration-20261121-recipients.js';
 
 export interface PostgresOptions {
@@ -28,6 +29,7 @@ export const MIGRATIONS = [
   Migration20261121DeadLetters,
   Migration20261121Access,
   Migration20261121Recipients,
+  Migration20261121Product,
 ];
 
 export interface Database {

@@ -361,6 +361,42 @@ export declare type Notification = Message<"herald.v1.Notification"> & {
    * @generated from field: int64 generation = 23;
    */
   generation: bigint;
+
+  /**
+   * The template version and locale variant the content was rendered from, when sent by template.
+   *
+   * @generated from field: herald.v1.PinnedTemplate template = 24;
+   */
+  template?: PinnedTemplate | undefined;
+
+  /**
+   * Why the notification is SUPPRESSED (e.g. the recipient opted out of the category), or why its
+   * delivery was deferred (quiet hours). Empty otherwise.
+   *
+   * @generated from field: string status_reason = 25;
+   */
+  statusReason: string;
+
+  /**
+   * In-app inbox state (in_app only): when the user first saw it. Unset until then.
+   *
+   * @generated from field: google.protobuf.Timestamp seen_at = 26;
+   */
+  seenAt?: Timestamp | undefined;
+
+  /**
+   * In-app inbox state: when the user read it; unset while unread.
+   *
+   * @generated from field: google.protobuf.Timestamp read_at = 27;
+   */
+  readAt?: Timestamp | undefined;
+
+  /**
+   * In-app inbox state: when the user archived it; unset unless archived.
+   *
+   * @generated from field: google.protobuf.Timestamp archived_at = 28;
+   */
+  archivedAt?: Timestamp | undefined;
 };
 
 /**
@@ -368,6 +404,41 @@ export declare type Notification = Message<"herald.v1.Notification"> & {
  * Use `create(NotificationSchema)` to create a new message.
  */
 export declare const NotificationSchema: GenMessage<Notification>;
+
+/**
+ * PinnedTemplate names the exact template version a notification was rendered from. Later
+ * versions of the template never change a notification already sent.
+ *
+ * @generated from message herald.v1.PinnedTemplate
+ */
+export declare type PinnedTemplate = Message<"herald.v1.PinnedTemplate"> & {
+  /**
+   * The template id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The version used (1 for the first).
+   *
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+
+  /**
+   * The locale variant used (the template's default locale when the recipient's had none).
+   *
+   * @generated from field: string locale = 3;
+   */
+  locale: string;
+};
+
+/**
+ * Describes the message herald.v1.PinnedTemplate.
+ * Use `create(PinnedTemplateSchema)` to create a new message.
+ */
+export declare const PinnedTemplateSchema: GenMessage<PinnedTemplate>;
 
 /**
  * NotificationEvent is one entry of a notification's status history.
