@@ -3,15 +3,21 @@
  * against the database (no running api needed). A created key is printed once, on stdout, alone,
  * so scripts can capture it.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { fromJsonString } from '@bufbuild/protobuf';
+import { TemplateSchema } from '@herald/client/gen/herald/v1/template_pb';
 import { createApiKeys, SCOPES, type ApiKeyRecord } from './domain/access.js';
-import { ValidationError } from './domain/errors.js';
+import { HeraldError, ValidationError } from './domain/errors.js';
+import { createTemplates, type TemplateFields } from './domain/templates.js';
 import type { Config } from './config.js';
 import type { Logger } from './domain/ports.js';
 import { newApiKey } from './infra/auth/api-keys.js';
 import { issueUserToken } from './infra/auth/user-tokens.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
+import { createTemplateStore } from './infra/postgres/template-store.js';
 import { assertSchemaCurrent, openDatabase } from './infra/postgres/orm.js';
+import { templateFieldsFromPb } from './server/template-service.js';
 
 export const ADMIN_USAGE = `  keys create --tenant <t> --scopes send,read,admin [--name <n>]
                               create an API key (the tenant too, if new); prints it once
@@ -20,7 +26,10 @@ export const ADMIN_USAGE = `  keys create --tenant <t> --scopes send,read,admin 
   keys revoke --tenant <t> --id <key id>
                               revoke a key
   tokens issue --tenant <t> --user <u> [--ttl <seconds>]
-                              issue a user token (HS256 JWT) for a frontend`;
+                              issue a user token (HS256 JWT) for a frontend
+  templates push --tenant <t> --file <template.json>
+                              create the template, or add a version unless unchanged
+                              (the file is a herald.v1.Template in JSON)`;
 
 /** Runs an admin command; resolves with the exit code. */
 export async function runAdminCommand(
@@ -39,10 +48,16 @@ export async function runAdminCommand(
       user: { type: 'string' },
       ttl: { type: 'string' },
       all: { type: 'boolean' },
+      file: { type: 'string' },
     },
   });
   const [group, action] = positionals;
-  const known = group === 'tokens' ? ['issue'] : ['create', 'list', 'revoke'];
+  const known =
+    group === 'tokens'
+      ? ['issue']
+      : group === 'templates'
+        ? ['push']
+        : ['create', 'list', 'revoke'];
   if (!known.includes(action ?? '')) {
     console.error(`herald: ${group} ${action ?? ''}: unknown; use one of:\n${ADMIN_USAGE}`);
     return 2;
@@ -76,9 +91,25 @@ export async function runAdminCommand(
     );
     return 0;
   }
+  let template: TemplateFields | null = null;
+  if (group === 'templates') {
+    if (!values.file) {
+      console.error('herald: templates push: --file is required');
+      return 2;
+    }
+    try {
+      template = templateFieldsFromPb(
+        fromJsonString(TemplateSchema, readFileSync(values.file, 'utf8')),
+      );
+    } catch (err) {
+      console.error(`herald: templates push: ${values.file}: ${(err as Error).message}`);
+      return 2;
+    }
+  }
   const db = await openDatabase(config.database, logger);
   try {
     await assertSchemaCurrent(db);
+    if (template !== null) return await pushTemplate(db.pool, tenant, template);
     const store = createApiKeyStore(db.pool);
     // Other processes notice a revocation within their key cache time (HERALD_KEY_CACHE_MS).
     const keys = createApiKeys({ store, newApiKey });
@@ -115,6 +146,33 @@ export async function runAdminCommand(
     }
   } finally {
     await db.close();
+  }
+}
+
+/** `templates push`: what changed on stdout; what is wrong, one line per field, on stderr. */
+async function pushTemplate(
+  pool: Parameters<typeof createTemplateStore>[0],
+  tenant: string,
+  fields: TemplateFields,
+): Promise<number> {
+  try {
+    const { template, outcome } = await createTemplates(createTemplateStore(pool)).push(
+      tenant,
+      fields,
+    );
+    console.log(`${template.id} version ${template.version} (${outcome})`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ValidationError) {
+      for (const v of err.violations)
+        console.error(`herald: templates push: ${v.field}: ${v.description}`);
+      return 2;
+    }
+    if (err instanceof HeraldError) {
+      console.error(`herald: templates push: ${err.message}`);
+      return 1;
+    }
+    throw err;
   }
 }
 

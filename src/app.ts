@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Config } from './config.js';
 import { createDeadLetters } from './domain/dead-letters.js';
+import { createInbox } from './domain/inbox.js';
 import {
   CHANNELS,
   LANES_BY_URGENCY,
@@ -23,8 +24,13 @@ import { verifyUserToken } from './infra/auth/user-tokens.js';
 import { createRedisRateLimiter } from './infra/redis/rate-limiter.js';
 import { connectNats } from './infra/nats/connection.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
+import { createInboxStore } from './infra/postgres/inbox-store.js';
 import { createRecipientStore } from './infra/postgres/recipient-store.js';
 import { createRecipients } from './domain/recipients.js';
+import { createPreferences } from './domain/preferences.js';
+import { createPreferenceStore } from './infra/postgres/preference-store.js';
+import { createTemplates } from './domain/templates.js';
+import { createTemplateStore } from './infra/postgres/template-store.js';
 import { createDeadLetterSink } from './infra/nats/dead-letters.js';
 import { createJobPublisher, decodeJob, getJobConsumer } from './infra/nats/job-queue.js';
 import { ADVISORY_CONSUMER, advisoryStreamName, type NatsLayout } from './infra/nats/layout.js';
@@ -161,11 +167,18 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       roles.includes('api') && config.rateLimit.enabled ? openRateLimiter(config, logger) : null;
     if (rateLimiter !== null) closers.push(() => rateLimiter.close());
     const recipientStore = createRecipientStore(db.pool);
+    const preferences = createPreferences({
+      store: createPreferenceStore(db.pool),
+      defaultQuietHours: config.defaultQuietHours,
+    });
+    const templates = createTemplates(createTemplateStore(db.pool));
     const notifications = createNotifications({
       store,
       queue,
       rateLimiter,
       recipients: recipientStore,
+      preferences,
+      templates,
       events,
       logger,
       hash: (s) => createHash('sha256').update(s).digest('hex'),
@@ -226,6 +239,9 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
           onRevoked: (prefix) => authenticator.forget(prefix),
         }),
         recipients: createRecipients(recipientStore),
+        preferences,
+        templates,
+        inbox: createInbox({ store: createInboxStore(db.pool), events }),
         authenticator,
         callsPerSecond: config.auth.callsPerSecond,
         logger,

@@ -40,7 +40,7 @@ const HINTS: Record<string, string> = {
 };
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'keys' || argv[0] === 'tokens') {
+  if (argv[0] === 'keys' || argv[0] === 'tokens' || argv[0] === 'templates') {
     const config = loadConfig(process.env);
     return runAdminCommand(argv, config, createLogger({ level: config.logLevel, role: argv[0] }));
   }

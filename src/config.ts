@@ -10,6 +10,8 @@ import {
   type RateLimitPolicies,
 } from './domain/rate-limit-policy.js';
 import { readProvidersConfig, type ProvidersConfig } from './providers/registry.js';
+import type { QuietHours } from './domain/preferences.js';
+import { parseHhMm } from './domain/quiet-hours.js';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const bool = (def: boolean) =>
@@ -71,6 +73,22 @@ const schema = z.object({
   HERALD_KEY_CACHE_MS: int(5_000, 0),
   HERALD_CALLS_PER_SECOND: int(200, 1),
   HERALD_IDEMPOTENCY_TTL_MS: int(86_400_000, 1_000),
+  /** Quiet hours of tenants that set none, in each recipient's zone: `HH:MM-HH:MM` or `off`. */
+  HERALD_DEFAULT_QUIET_HOURS: z
+    .string()
+    .default('22:00-08:00')
+    .transform((s, ctx): QuietHours => {
+      if (s === 'off') return { enabled: false };
+      const [start = null, end = null, ...rest] = s.split('-').map((t) => parseHhMm(t.trim()));
+      if (start === null || end === null || start === end || rest.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${s}" is not "off" or two different local times "HH:MM-HH:MM" (e.g. 22:00-08:00)`,
+        });
+        return z.NEVER;
+      }
+      return { enabled: true, window: { start, end } };
+    }),
   HERALD_REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
   HERALD_REDIS_PREFIX: z
     .string()
@@ -168,6 +186,8 @@ export interface Config {
     maxBatch: number;
   };
   tenant: string;
+  /** Quiet hours of tenants that set none of their own. */
+  defaultQuietHours: QuietHours;
   auth: {
     required: boolean;
     /** Master secret of user tokens; a fixed development one outside production when unset. */
@@ -283,6 +303,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxBatch: e.HERALD_GATEWAY_MAX_BATCH,
     },
     tenant: e.HERALD_TENANT,
+    defaultQuietHours: e.HERALD_DEFAULT_QUIET_HOURS,
     auth: {
       required: e.HERALD_AUTH === 'required',
       tokenSecret: e.HERALD_TOKEN_SECRET ?? DEVELOPMENT_TOKEN_SECRET,

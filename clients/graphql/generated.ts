@@ -5,6 +5,37 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 /** Internal type. DO NOT USE DIRECTLY. */
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { DocumentTypeDecoration } from '@graphql-typed-document-node/core';
+/** Which inbox items to list. */
+export type InboxFilter =
+  /** Neither read nor archived: what unreadCount counts. */
+  | 'UNREAD'
+  /** Every item not archived, read or unread. */
+  | 'ALL'
+  /** Archived items only. */
+  | 'ARCHIVED';
+
+/** A change of an in-app notification's inbox state. */
+export type InboxChange =
+  /** Seen (sets seenAt). */
+  | 'SEEN'
+  /** Read (sets readAt, and seenAt unless set). */
+  | 'READ'
+  /** Back to unread (clears readAt). */
+  | 'UNREAD'
+  /** Into the archive (sets archivedAt). */
+  | 'ARCHIVED'
+  /** Back from the archive (clears archivedAt). */
+  | 'UNARCHIVED';
+
+/** What a mark did to one id. */
+export type MarkOutcome =
+  /** The item changed. */
+  | 'CHANGED'
+  /** The item already was in that state. */
+  | 'UNCHANGED'
+  /** No inbox item of the caller has this id. */
+  | 'NOT_FOUND';
+
 export type Channel =
   | 'EMAIL'
   | 'SMS'
@@ -21,6 +52,29 @@ export type NotificationStatus =
   | 'FAILED'
   | 'CANCELLED'
   | 'SUPPRESSED';
+
+export type PreferencesInput = {
+  /** At most 100; each names a channel, a category or both; no pair twice. */
+  rules: Array<PreferenceRuleInput>;
+  /** Null follows the tenant's. */
+  quietHours?: QuietHoursInput | null | undefined;
+};
+
+export type PreferenceRuleInput = {
+  /** Null or omitted: every channel. */
+  channel?: Channel | null | undefined;
+  /** Null or omitted: every category. */
+  category?: string | null | undefined;
+  enabled: boolean;
+};
+
+export type QuietHoursInput = {
+  enabled: boolean;
+  /** HH:MM; required when enabled. */
+  start?: string | null | undefined;
+  /** HH:MM, different from start; required when enabled. */
+  end?: string | null | undefined;
+};
 
 export type NotificationFieldsFragment = { id: string, userId: string, channel: Channel, status: NotificationStatus, version: number, attempt: number, createdAt: string, updatedAt: string, content: { subject: string | null, title: string | null, body: string | null } };
 
@@ -42,6 +96,47 @@ export type NotificationUpdatedSubscriptionVariables = Exact<{
 
 
 export type NotificationUpdatedSubscription = { notificationUpdated: { id: string, userId: string, channel: Channel, status: NotificationStatus, version: number, attempt: number, createdAt: string, updatedAt: string, content: { subject: string | null, title: string | null, body: string | null } } };
+
+export type PreferencesFieldsFragment = { requiredCategories: Array<string>, rules: Array<{ channel: Channel | null, category: string | null, enabled: boolean }>, quietHours: { enabled: boolean, start: string | null, end: string | null } | null, effectiveQuietHours: { enabled: boolean, start: string | null, end: string | null } };
+
+export type MyPreferencesQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyPreferencesQuery = { me: { preferences: { requiredCategories: Array<string>, rules: Array<{ channel: Channel | null, category: string | null, enabled: boolean }>, quietHours: { enabled: boolean, start: string | null, end: string | null } | null, effectiveQuietHours: { enabled: boolean, start: string | null, end: string | null } } } };
+
+export type UpdateMyPreferencesMutationVariables = Exact<{
+  input: PreferencesInput;
+}>;
+
+
+export type UpdateMyPreferencesMutation = { updateMyPreferences: { requiredCategories: Array<string>, rules: Array<{ channel: Channel | null, category: string | null, enabled: boolean }>, quietHours: { enabled: boolean, start: string | null, end: string | null } | null, effectiveQuietHours: { enabled: boolean, start: string | null, end: string | null } } };
+
+export type MyInboxQueryVariables = Exact<{
+  filter?: InboxFilter | null | undefined;
+  first?: number | null | undefined;
+  after?: string | null | undefined;
+}>;
+
+
+export type MyInboxQuery = { me: { unreadCount: number, inbox: { edges: Array<{ cursor: string, node: { seenAt: string | null, readAt: string | null, archivedAt: string | null, id: string, userId: string, channel: Channel, status: NotificationStatus, version: number, attempt: number, createdAt: string, updatedAt: string, content: { subject: string | null, title: string | null, body: string | null } } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } } } };
+
+export type MarkNotificationsMutationVariables = Exact<{
+  ids: Array<string | number> | string | number;
+  action: InboxChange;
+}>;
+
+
+export type MarkNotificationsMutation = { markNotifications: { unreadCount: number, results: Array<{ id: string, outcome: MarkOutcome, notification: { id: string, version: number, seenAt: string | null, readAt: string | null, archivedAt: string | null } | null }> } };
+
+export type MarkAllReadMutationVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MarkAllReadMutation = { markAllRead: { marked: number, unreadCount: number } };
+
+export type MyUnreadCountSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type MyUnreadCountSubscription = { myUnreadCount: number };
 
 export class TypedDocumentString<TResult, TVariables>
   extends String
@@ -78,6 +173,26 @@ export const NotificationFieldsFragmentDoc = new TypedDocumentString(`
   }
 }
     `, {"fragmentName":"NotificationFields"}) as unknown as TypedDocumentString<NotificationFieldsFragment, unknown>;
+export const PreferencesFieldsFragmentDoc = new TypedDocumentString(`
+    fragment PreferencesFields on Preferences {
+  rules {
+    channel
+    category
+    enabled
+  }
+  quietHours {
+    enabled
+    start
+    end
+  }
+  effectiveQuietHours {
+    enabled
+    start
+    end
+  }
+  requiredCategories
+}
+    `, {"fragmentName":"PreferencesFields"}) as unknown as TypedDocumentString<PreferencesFieldsFragment, unknown>;
 export const MyNotificationsDocument = new TypedDocumentString(`
     query MyNotifications($first: Int) {
   me {
@@ -153,3 +268,120 @@ export const NotificationUpdatedDocument = new TypedDocumentString(`
     body
   }
 }`) as unknown as TypedDocumentString<NotificationUpdatedSubscription, NotificationUpdatedSubscriptionVariables>;
+export const MyPreferencesDocument = new TypedDocumentString(`
+    query MyPreferences {
+  me {
+    preferences {
+      ...PreferencesFields
+    }
+  }
+}
+    fragment PreferencesFields on Preferences {
+  rules {
+    channel
+    category
+    enabled
+  }
+  quietHours {
+    enabled
+    start
+    end
+  }
+  effectiveQuietHours {
+    enabled
+    start
+    end
+  }
+  requiredCategories
+}`) as unknown as TypedDocumentString<MyPreferencesQuery, MyPreferencesQueryVariables>;
+export const UpdateMyPreferencesDocument = new TypedDocumentString(`
+    mutation UpdateMyPreferences($input: PreferencesInput!) {
+  updateMyPreferences(input: $input) {
+    ...PreferencesFields
+  }
+}
+    fragment PreferencesFields on Preferences {
+  rules {
+    channel
+    category
+    enabled
+  }
+  quietHours {
+    enabled
+    start
+    end
+  }
+  effectiveQuietHours {
+    enabled
+    start
+    end
+  }
+  requiredCategories
+}`) as unknown as TypedDocumentString<UpdateMyPreferencesMutation, UpdateMyPreferencesMutationVariables>;
+export const MyInboxDocument = new TypedDocumentString(`
+    query MyInbox($filter: InboxFilter, $first: Int, $after: String) {
+  me {
+    unreadCount
+    inbox(filter: $filter, first: $first, after: $after) {
+      edges {
+        cursor
+        node {
+          ...NotificationFields
+          seenAt
+          readAt
+          archivedAt
+        }
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+}
+    fragment NotificationFields on Notification {
+  id
+  userId
+  channel
+  status
+  version
+  attempt
+  createdAt
+  updatedAt
+  content {
+    subject
+    title
+    body
+  }
+}`) as unknown as TypedDocumentString<MyInboxQuery, MyInboxQueryVariables>;
+export const MarkNotificationsDocument = new TypedDocumentString(`
+    mutation MarkNotifications($ids: [ID!]!, $action: InboxChange!) {
+  markNotifications(ids: $ids, action: $action) {
+    results {
+      id
+      outcome
+      notification {
+        id
+        version
+        seenAt
+        readAt
+        archivedAt
+      }
+    }
+    unreadCount
+  }
+}
+    `) as unknown as TypedDocumentString<MarkNotificationsMutation, MarkNotificationsMutationVariables>;
+export const MarkAllReadDocument = new TypedDocumentString(`
+    mutation MarkAllRead {
+  markAllRead {
+    marked
+    unreadCount
+  }
+}
+    `) as unknown as TypedDocumentString<MarkAllReadMutation, MarkAllReadMutationVariables>;
+export const MyUnreadCountDocument = new TypedDocumentString(`
+    subscription MyUnreadCount {
+  myUnreadCount
+}
+    `) as unknown as TypedDocumentString<MyUnreadCountSubscription, MyUnreadCountSubscriptionVariables>;

@@ -11,6 +11,9 @@ import {
 import { AdminService } from '../gen/herald/v1/admin_pb.js';
 import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import { RecipientService } from '../gen/herald/v1/recipient_pb.js';
+import { TemplateService } from '../gen/herald/v1/template_pb.js';
+import { PreferenceService } from '../gen/herald/v1/preference_pb.js';
+import { InboxService } from '../gen/herald/v1/inbox_pb.js';
 import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 import { resolveHeraldClientOptions } from './options.js';
 import type { HeraldClient, HeraldClientOptions } from './options.js';
@@ -19,6 +22,9 @@ export * from '../gen/herald/v1/notification_pb.js';
 export * from '../gen/herald/v1/dead_letter_pb.js';
 export * from '../gen/herald/v1/admin_pb.js';
 export * from '../gen/herald/v1/recipient_pb.js';
+export * from '../gen/herald/v1/template_pb.js';
+export * from '../gen/herald/v1/preference_pb.js';
+export * from '../gen/herald/v1/inbox_pb.js';
 export { createHeraldInterceptor } from './options.js';
 export type { HeraldClient, HeraldClientOptions, HeraldProtocol } from './options.js';
 
@@ -74,6 +80,9 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
     deadLetters: createClient(DeadLetterService, transport),
     admin: createClient(AdminService, transport),
     recipients: createClient(RecipientService, transport),
+    templates: createClient(TemplateService, transport),
+    preferences: createClient(PreferenceService, transport),
+    inbox: createClient(InboxService, transport),
     close,
   });
 }

@@ -2,6 +2,9 @@ import type { Client, Interceptor } from '@connectrpc/connect';
 import type { AdminService } from '../gen/herald/v1/admin_pb.js';
 import type { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
 import type { RecipientService } from '../gen/herald/v1/recipient_pb.js';
+import type { TemplateService } from '../gen/herald/v1/template_pb.js';
+import type { PreferenceService } from '../gen/herald/v1/preference_pb.js';
+import type { InboxService } from '../gen/herald/v1/inbox_pb.js';
 import type { NotificationService } from '../gen/herald/v1/notification_pb.js';
 
 /** The wire protocols Herald serves. */
@@ -42,8 +45,9 @@ export interface HeraldClientOptions {
 
 /**
  * A typed client of `herald.v1.NotificationService`, with `herald.v1.DeadLetterService` as
- * `deadLetters`, `herald.v1.AdminService` as `admin` and `herald.v1.RecipientService` as
- * `recipients`; all share one connection.
+ * `deadLetters`, `herald.v1.AdminService` as `admin`, `herald.v1.RecipientService` as
+ * `recipients`, `herald.v1.PreferenceService` as `preferences` and `herald.v1.InboxService` as
+ * `inbox`, and `herald.v1.TemplateService` as `templates`; all share one connection.
  */
 export type HeraldClient = Client<typeof NotificationService> & {
   /** List, get, replay and purge dead letters. */
@@ -52,6 +56,12 @@ export type HeraldClient = Client<typeof NotificationService> & {
   admin: Client<typeof AdminService>;
   /** Recipients: addresses, time zone, locale, push tokens. */
   recipients: Client<typeof RecipientService>;
+  /** Versioned message templates (writes need the admin scope) and previews. */
+  templates: Client<typeof TemplateService>;
+  /** Users' opt-ins, opt-outs and quiet hours, and the tenant's defaults. */
+  preferences: Client<typeof PreferenceService>;
+  /** A user's in-app inbox: list, mark seen / read / unread / archived, unread count. */
+  inbox: Client<typeof InboxService>;
   /**
    * Releases the client's connections: closes its HTTP/2 session or its pooled HTTP/1.1 sockets,
    * failing any call or stream still open on them. A later call opens a new connection. Idle

@@ -125,4 +125,35 @@ export interface NotificationEvent {
   /** The notification's generation when it changed (a replay starts a new one). */
   generation: number;
   time: Date;
+  /**
+   * Set for a change of in-app inbox state (the status stays DELIVERED through those); absent or
+   * null for a status change.
+   */
+  inboxChange?: InboxChange | null;
+}
+
+/** Changes of an in-app notification's inbox state, in the order of the contract's enum. */
+export const INBOX_CHANGES = ['SEEN', 'READ', 'UNREAD', 'ARCHIVED', 'UNARCHIVED'] as const;
+export type InboxChange = (typeof INBOX_CHANGES)[number];
+
+export type InboxState = Pick<Notification, 'seenAt' | 'readAt' | 'archivedAt'>;
+
+/**
+ * The inbox state after `change` made at `at`. Storage makes the same change (and only when it
+ * changes something), so replaying a notification's inbox events from the start rebuilds its
+ * state at any version.
+ */
+export function applyInboxChange(state: InboxState, change: InboxChange, at: Date): InboxState {
+  switch (change) {
+    case 'SEEN':
+      return { ...state, seenAt: state.seenAt ?? at };
+    case 'READ':
+      return { ...state, readAt: at, seenAt: state.seenAt ?? at };
+    case 'UNREAD':
+      return { ...state, readAt: null };
+    case 'ARCHIVED':
+      return { ...state, archivedAt: at };
+    case 'UNARCHIVED':
+      return { ...state, archivedAt: null };
+  }
 }

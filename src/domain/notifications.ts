@@ -9,13 +9,25 @@ import {
   NotFoundError,
   ValidationError,
 } from './errors.js';
+import { sendBatch } from './batch.js';
 import { isUuid, uuidv7 } from './ids.js';
-import type { Channel, Notification, NotificationEvent, Status } from './notification.js';
+import {
+  applyInboxChange,
+  type Channel,
+  type InboxState,
+  type Notification,
+  type NotificationEvent,
+  type PinnedTemplate,
+  type Status,
+} from './notification.js';
 import { decodePageToken, encodePageToken } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
+import { admit, type Admission, type Preferences } from './preferences.js';
 import { addressFor, type Recipient, type RecipientStore } from './recipients.js';
 import type { StatusEvent } from './status-event.js';
+import type { TemplateRenderer } from './templates.js';
+import { countStats, type StatsInput } from './stats.js';
 import { validateSend, type SendCommand, type SendInput } from './validation.js';
 
 export interface NotificationsDeps {
@@ -29,6 +41,13 @@ export interface NotificationsDeps {
   rateLimiter: RateLimiter | null;
   /** Where a Send without `to` goes. */
   recipients: RecipientStore;
+  /** Renders Sends by template; without it such Sends are FailedPrecondition. */
+  templates?: TemplateRenderer;
+  /**
+   * Opt-outs and quiet hours (one query per Send). Null admits every Send as asked (tests of other
+   * parts).
+   */
+  preferences: Pick<Preferences, 'forSend'> | null;
   now?: () => Date;
 }
 
@@ -119,12 +138,32 @@ export function createNotifications(deps: NotificationsDeps) {
     // The stored recipient, read at most once per Send and only when a step needs it.
     let recipientRead: Promise<Recipient | null> | undefined;
     const recipient = () => (recipientRead ??= deps.recipients.get(tenantId, cmd.userId));
+    // By template: rendered now, in the recipient's locale, from the version current at this
+    // moment; the notification keeps the content and the version, so later versions change
+    // nothing already accepted.
+    let pinned: PinnedTemplate | null = null;
+    if (cmd.template !== undefined) {
+      if (deps.templates === undefined)
+        throw new FailedPreconditionError('sending by template is not available in this process');
+      const rendered = await deps.templates.renderForSend(
+        tenantId,
+        cmd.template,
+        cmd.channel,
+        (await recipient())?.locale ?? null,
+      );
+      cmd.content = rendered.content;
+      pinned = rendered.pinned;
+    }
     // No direct address: the recipient's (FailedPrecondition when it has none), resolved before
     // any quota is taken.
     if (cmd.to === null) cmd.to = addressFor(await recipient(), cmd.userId, cmd.channel);
-    const ticket = deps.rateLimiter
-      ? await deps.rateLimiter.take({ tenantId, userId: cmd.userId, channel: cmd.channel })
-      : null;
+    // Preferences and quiet hours set the initial state before any quota is taken: a suppressed
+    // Send costs none.
+    const admission = await admitSend(tenantId, cmd, at);
+    const ticket =
+      deps.rateLimiter && admission.status !== 'SUPPRESSED'
+        ? await deps.rateLimiter.take({ tenantId, userId: cmd.userId, channel: cmd.channel })
+        : null;
     if (ticket !== null && !ticket.allowed) {
       throw new RateLimitedError(
         `rate limit: at most ${ticket.limit} sends per ${ticket.windowMs / 1000} s for user_id ${JSON.stringify(cmd.userId)} (policy ${ticket.policy}); retry in ${Math.ceil(ticket.retryAfterMs / 1000)} s`,
@@ -133,7 +172,10 @@ export function createNotifications(deps: NotificationsDeps) {
     }
     let result;
     try {
-      result = await store.insert(newNotification(tenantId, cmd, at), requestHash);
+      result = await store.insert(
+        { ...newNotification(tenantId, cmd, at, pinned), ...admission },
+        requestHash,
+      );
     } catch (err) {
       await ticket?.release();
       throw err;
@@ -188,6 +230,44 @@ export function createNotifications(deps: NotificationsDeps) {
     return { notifications: page, nextPageToken };
   }
 
+  /**
+   * SUPPRESSED by an opt-out, SCHEDULED by a future send_at or quiet hours, else PENDING. One
+   * query: the preferences come with the recipient's time zone, so a Send with a direct address
+   * needs no recipient read.
+   */
+  async function admitSend(tenantId: string, cmd: SendCommand, at: Date): Promise<Admission> {
+    const asked: Admission = {
+      status: cmd.sendAt === null ? 'PENDING' : 'SCHEDULED',
+      sendAt: cmd.sendAt,
+      statusReason: null,
+    };
+    if (deps.preferences === null) return asked;
+    const prefs = await deps.preferences.forSend(tenantId, cmd.userId);
+    return admit(cmd, prefs, prefs.recipientTimeZone, at);
+  }
+
+  /**
+   * SCHEDULED → PENDING now, bypassing quiet hours, and handed to the workers. Idempotent: one
+   * already on its way or delivered is returned as it is.
+   */
+  async function deliverNow(tenantId: string, id: string): Promise<Notification> {
+    requireUuid(id, 'id');
+    const released = await store.deliverNow(tenantId, id);
+    if (released !== null) {
+      events.publish(eventOf(released, null, null));
+      await dispatch([released]);
+      return released;
+    }
+    const current = await store.get(tenantId, id);
+    if (current === null) throw new NotFoundError(`notification ${id}`);
+    if (['PENDING', 'PROCESSING', 'RETRYING', 'DELIVERED'].includes(current.status)) {
+      return current;
+    }
+    throw new FailedPreconditionError(
+      `notification ${id} is ${current.status}; only a SCHEDULED notification can be delivered now`,
+    );
+  }
+
   async function cancel(tenantId: string, id: string): Promise<Notification> {
     requireUuid(id, 'id');
     const cancelled = await store.cancel(tenantId, id);
@@ -234,8 +314,7 @@ export function createNotifications(deps: NotificationsDeps) {
         const n = await store.get(tenantId, target.notificationId);
         if (n === null) throw new NotFoundError(`notification ${target.notificationId}`);
         if (target.afterVersion !== null) {
-          const history = await store.history(tenantId, n.id, target.afterVersion);
-          initial.push(...history.map((e) => stateAt(n, e)));
+          initial.push(...(await statesAfter(tenantId, n, target.afterVersion)));
           seen.set(n.id, Math.max(target.afterVersion, n.version));
         } else {
           initial.push(await currentState(tenantId, n));
@@ -264,10 +343,8 @@ export function createNotifications(deps: NotificationsDeps) {
         if (live.notification.version <= last) continue;
         if (live.notification.version > last + 1) {
           // A live event went missing (core NATS is best effort): replay it from the history.
-          const missed = await store.history(tenantId, id, last);
-          for (const e of missed) {
-            const state = stateAt(live.notification, e);
-            if (e.version < live.notification.version && matches(state)) yield state;
+          for (const state of await statesAfter(tenantId, live.notification, last)) {
+            if (state.event.version < live.notification.version && matches(state)) yield state;
           }
         }
         seen.set(id, live.notification.version);
@@ -278,6 +355,30 @@ export function createNotifications(deps: NotificationsDeps) {
       signal.removeEventListener('abort', stop);
       sub.close();
     }
+  }
+
+  /**
+   * The states after `afterVersion`, from the stored history. An in-app notification's inbox
+   * fields are replayed from its whole history (each inbox change's time is the value it set), so
+   * every state shows them as they were then.
+   */
+  async function statesAfter(
+    tenantId: string,
+    n: Notification,
+    afterVersion: number,
+  ): Promise<StatusEvent[]> {
+    if (n.channel !== 'in_app') {
+      return (await store.history(tenantId, n.id, afterVersion)).map((e) => stateAt(n, e));
+    }
+    const states: StatusEvent[] = [];
+    let inbox: InboxState = { seenAt: null, readAt: null, archivedAt: null };
+    for (const e of await store.history(tenantId, n.id)) {
+      if (e.inboxChange) inbox = applyInboxChange(inbox, e.inboxChange, e.time);
+      if (e.version <= afterVersion) continue;
+      const state = stateAt(n, e);
+      states.push({ ...state, notification: { ...state.notification, ...inbox } });
+    }
+    return states;
   }
 
   async function currentState(tenantId: string, n: Notification): Promise<StatusEvent> {
@@ -291,7 +392,36 @@ export function createNotifications(deps: NotificationsDeps) {
     await Promise.allSettled([...inFlight]);
   }
 
-  return { send, get, list, cancel, watch, dispatch, drain };
+  /**
+   * Sends each item as a Send of its own (see batch.ts); `toInput` maps an item inside its own
+   * Send, so even a mapping error is that item's result.
+   */
+  function sendEach<T>(
+    tenantId: string,
+    items: readonly T[],
+    toInput: (item: T) => SendInput,
+    signal?: AbortSignal,
+  ) {
+    return sendBatch(items, (item) => send(tenantId, toInput(item)), signal);
+  }
+
+  /** Counts by channel and status of the tenant's notifications created in a window. */
+  function stats(tenantId: string, input: StatsInput) {
+    return countStats(store, tenantId, input, now());
+  }
+
+  return {
+    send,
+    sendBatch: sendEach,
+    get,
+    list,
+    cancel,
+    deliverNow,
+    watch,
+    stats,
+    dispatch,
+    drain,
+  };
 }
 
 /** The job that delivers a notification's current generation. */
@@ -341,7 +471,12 @@ function stateAt(n: Notification, e: NotificationEvent): StatusEvent {
   };
 }
 
-function newNotification(tenantId: string, cmd: SendCommand, at: Date): Notification {
+function newNotification(
+  tenantId: string,
+  cmd: SendCommand,
+  at: Date,
+  template: PinnedTemplate | null,
+): Notification {
   return {
     id: uuidv7(at.getTime()),
     tenantId,
@@ -370,7 +505,7 @@ function newNotification(tenantId: string, cmd: SendCommand, at: Date): Notifica
     providerMessageId: null,
     lastError: null,
     deadLetteredAt: null,
-    template: null,
+    template,
     statusReason: null,
     seenAt: null,
     readAt: null,

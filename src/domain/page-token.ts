@@ -15,11 +15,12 @@ export interface PagePosition {
  * The listings that issue tokens. `notifications` tokens carry no kind tag (the format predates
  * tags, and tokens already handed out must keep working).
  */
-export type PageTokenKind = 'notifications' | 'dead-letters';
+export type PageTokenKind = 'notifications' | 'dead-letters' | 'inbox';
 
 const TAGS: Record<PageTokenKind, string | null> = {
   notifications: null,
   'dead-letters': 'dl',
+  inbox: 'ib',
 };
 
 export function encodePageToken(kind: PageTokenKind, position: PagePosition): string {

@@ -24,6 +24,12 @@ export interface ListQuery {
   limit: number;
 }
 
+export interface StatsQuery {
+  createdAfter: Date;
+  createdBefore: Date;
+  channels: readonly Channel[];
+}
+
 export type InsertResult =
   | { created: true; notification: Notification }
   /** The idempotency key was taken: the existing row and the hash of the request that made it. */
@@ -78,6 +84,11 @@ export interface NotificationStore {
   list(tenantId: string, query: ListQuery): Promise<Notification[]>;
   /** PENDING | SCHEDULED | RETRYING -> CANCELLED. Null when the row was in none of those. */
   cancel(tenantId: string, id: string): Promise<Notification | null>;
+  /**
+   * SCHEDULED -> PENDING now (send_at now, unpublished), whatever its send_at. Null when the row
+   * was not SCHEDULED.
+   */
+  deliverNow(tenantId: string, id: string): Promise<Notification | null>;
   /** Stamps published_at on rows a publish of `generation` reached the queue for. */
   markPublished(jobs: readonly { id: string; generation: number }[]): Promise<void>;
   /**
@@ -126,6 +137,15 @@ export interface NotificationStore {
    * `olderThan`, so the keys may be used again; returns how many.
    */
   expireIdempotencyKeys(olderThan: Date, limit: number): Promise<number>;
+  /**
+   * How many of the tenant's notifications created in [createdAfter, createdBefore) (on these
+   * channels; empty means all) are in each status, per channel: pairs with none are left out.
+   * Reads only an index covering the window.
+   */
+  countByChannelAndStatus(
+    tenantId: string,
+    query: StatsQuery,
+  ): Promise<{ channel: Channel; status: Status; count: number }[]>;
 }
 
 /** A message on a channel's work queue: "deliver this notification, generation N". */

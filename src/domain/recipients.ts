@@ -67,7 +67,8 @@ export function validateRecipient(r: RecipientFields): void {
   if (v.length > 0) throw new ValidationError(v);
 }
 
-function isTimeZone(tz: string): boolean {
+/** True for an IANA time zone name Intl knows (at most 64 characters). */
+export function isTimeZone(tz: string): boolean {
   try {
     new Intl.DateTimeFormat('en', { timeZone: tz });
     return tz.length <= 64;

@@ -19,6 +19,16 @@ export interface SendInput {
   sendAt: Date | null;
   metadata: Record<string, string>;
   correlationId: string;
+  /** A template to render instead of `content` (exactly one of the two). */
+  template?: TemplateRef | null;
+}
+
+/** A Send's template reference: which template and version, with the variables' values. */
+export interface TemplateRef {
+  id: string;
+  /** 0: the latest at the time of the Send. */
+  version: number;
+  variables: Record<string, string>;
 }
 
 /** A valid Send request. Empty optional strings have become null. */
@@ -33,6 +43,11 @@ export interface SendCommand {
   sendAt: Date | null;
   metadata: Record<string, string>;
   correlationId: string | null;
+  /**
+   * Set for a Send by template (absent otherwise, so hashes of content Sends stay as they were);
+   * `content` is empty until the template is rendered.
+   */
+  template?: TemplateRef;
 }
 
 export const LIMITS = {
@@ -55,6 +70,10 @@ export const LIMITS = {
   metadataValue: 512,
   correlationId: 128,
   sendAtAheadMs: 366 * 24 * 3600 * 1000,
+  templateId: 64,
+  templateVariables: 64,
+  templateVariableKey: 64,
+  templateVariableValue: 4_096,
 } as const;
 
 // Control characters (C0, DEL, C1) are never valid in identifiers.
@@ -62,6 +81,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 const LINE_BREAK = /[\r\n]/;
 const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
 const CATEGORY = /^[a-z0-9][a-z0-9._-]*$/;
+// Template ids share the category alphabet: readable in a Send, safe in a URL.
+const TEMPLATE_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const E164 = /^\+[1-9][0-9]{6,14}$/;
 // Deliberately plain: one @, no spaces, a dot in the domain. Providers do the final check.
 const EMAIL = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
@@ -77,6 +98,17 @@ export function validateUserId(userId: string, bad: Bad, field = 'user_id'): voi
   if (userId.length === 0) bad(field, 'is required');
   else if (userId.length > LIMITS.userId) bad(field, `must be at most ${LIMITS.userId} characters`);
   else if (CONTROL.test(userId)) bad(field, 'must not contain control characters');
+}
+
+/** A category (Send, preferences): at most 64 characters of [a-z0-9._-], not starting with a symbol. */
+export function validateCategory(category: string, bad: Bad, field = 'category'): void {
+  if (category.length > LIMITS.category)
+    bad(field, `must be at most ${LIMITS.category} characters`);
+  else if (!CATEGORY.test(category))
+    bad(
+      field,
+      "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+    );
 }
 
 export function validateSend(input: SendInput, now: Date): SendCommand {
@@ -107,9 +139,14 @@ export function validateSend(input: SendInput, now: Date): SendCommand {
     bad('priority', `must be one of ${PRIORITIES.join(', ')} (got ${input.priority})`);
   }
 
-  const content = input.content;
-  if (content === null) bad('content', 'is required');
-  else validateContent(content, channel, bad);
+  const template = input.template ?? null;
+  const content = template === null ? input.content : (input.content ?? {});
+  if (input.content === null && template === null)
+    bad('content', 'content or template is required');
+  else if (input.content !== null && template !== null)
+    bad('template', 'must not be set together with content; use one of the two');
+  else if (template !== null) validateTemplateRef(template, bad);
+  else if (content !== null) validateContent(content, channel, bad);
 
   if (input.to !== '' && channel !== null) validateAddress(input.to, channel, bad);
 
@@ -118,13 +155,7 @@ export function validateSend(input: SendInput, now: Date): SendCommand {
   else if (input.idempotencyKey !== '' && !PRINTABLE_ASCII.test(input.idempotencyKey))
     bad('idempotency_key', 'must be printable ASCII');
 
-  if (input.category.length > LIMITS.category)
-    bad('category', `must be at most ${LIMITS.category} characters`);
-  else if (input.category !== '' && !CATEGORY.test(input.category))
-    bad(
-      'category',
-      "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
-    );
+  if (input.category !== '') validateCategory(input.category, bad);
 
   if (input.sendAt !== null) {
     const t = input.sendAt.getTime();
@@ -163,7 +194,54 @@ export function validateSend(input: SendInput, now: Date): SendCommand {
     sendAt,
     metadata: input.metadata,
     correlationId: input.correlationId === '' ? null : input.correlationId,
+    ...(template === null ? {} : { template }),
   };
+}
+
+/** A template id: 1 to 64 lower-case letters, digits, '.', '_', '-', starting with a letter or digit. */
+export function isTemplateId(id: string): boolean {
+  return TEMPLATE_ID.test(id);
+}
+
+const TEMPLATE_ID_RULE =
+  "must be 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit";
+
+/** The rule of a template id, for `field`. */
+export function validateTemplateId(id: string, bad: Bad, field: string): void {
+  if (id === '') bad(field, 'is required');
+  else if (!isTemplateId(id)) bad(field, TEMPLATE_ID_RULE);
+}
+
+function validateTemplateRef(ref: TemplateRef, bad: Bad): void {
+  validateTemplateId(ref.id, bad, 'template.id');
+  if (ref.version < 0) bad('template.version', 'must be at least 0 (0: the latest)');
+  checkTemplateVariables(ref.variables, 'template.variables', bad);
+}
+
+/** The limits of the variables a Send or a preview passes. */
+export function checkTemplateVariables(
+  variables: Record<string, string>,
+  field: string,
+  bad: Bad,
+): void {
+  checkMap(
+    variables,
+    field,
+    LIMITS.templateVariables,
+    LIMITS.templateVariableKey,
+    LIMITS.templateVariableValue,
+    bad,
+  );
+}
+
+/**
+ * The content rules of a Send, applied to content rendered from a template: the violations, named
+ * as for `content` (`content.subject`, …), for the caller to report under its own field.
+ */
+export function renderedContentViolations(content: Content, channel: Channel): FieldViolation[] {
+  const v: FieldViolation[] = [];
+  validateContent(content, channel, (field, description) => v.push({ field, description }));
+  return v;
 }
 
 export type Bad = (field: string, description: string) => void;

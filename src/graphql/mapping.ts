@@ -3,22 +3,44 @@
  * GraphQL errors with `extensions.code` (unexpected ones are masked by the gateway).
  */
 import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { codeToString } from '@connectrpc/connect/protocol-connect';
 import {
   Channel as PbChannel,
+  InboxChange as PbInboxChange,
   NotificationStatus as PbStatus,
   Priority as PbPriority,
   type Notification as PbNotification,
   type NotificationEvent as PbEvent,
+  type GetStatsResponse,
+  type SendBatchResult,
+  type SendRequestSchema,
 } from '@herald/client';
 import { BadRequestSchema, RetryInfoSchema } from '@herald/client/gen/google/rpc/error_details_pb';
+import type { Template as PbTemplate } from '@herald/client/gen/herald/v1/template_pb';
+import type {
+  PreferenceRule as PbPreferenceRule,
+  QuietHours as PbQuietHours,
+  TenantPreferences as PbTenantPreferences,
+  UserPreferences as PbUserPreferences,
+} from '@herald/client/gen/herald/v1/preference_pb';
 import { GraphQLError } from 'graphql';
 import type {
   Channel,
+  InboxChange,
   Notification,
   NotificationEvent,
   NotificationStatus,
+  Preferences,
+  PreferencesInput,
+  PreferenceRule,
   Priority,
+  QuietHours,
+  SendNotificationInput,
+  SendNotificationResult,
+  Stats,
+  Template,
 } from './generated/resolvers.js';
 
 const iso = (t: Timestamp | undefined): string | null =>
@@ -57,6 +79,13 @@ export function notificationFromPb(
     nextAttemptAt: iso(n.nextAttemptAt),
     provider: n.provider || null,
     lastError: n.lastError || null,
+    statusReason: n.statusReason || null,
+    seenAt: iso(n.seenAt),
+    readAt: iso(n.readAt),
+    archivedAt: iso(n.archivedAt),
+    template: n.template
+      ? { id: n.template.id, version: n.template.version, locale: n.template.locale }
+      : null,
     events: (events ?? []).map(eventFromPb),
     eventsLoaded: events !== undefined,
   };
@@ -70,10 +99,63 @@ function eventFromPb(e: PbEvent): NotificationEvent {
     provider: e.provider || null,
     error: e.error || null,
     version: Number(e.version),
+    inboxChange:
+      e.inboxChange === PbInboxChange.UNSPECIFIED
+        ? null
+        : (PbInboxChange[e.inboxChange] as InboxChange),
   };
 }
 
 export const channelToPb = (c: Channel): PbChannel => PbChannel[c];
+
+function ruleFromPb(r: PbPreferenceRule): PreferenceRule {
+  return {
+    channel: r.channel === PbChannel.UNSPECIFIED ? null : (PbChannel[r.channel] as Channel),
+    category: r.category || null,
+    enabled: r.enabled,
+  };
+}
+
+function quietHoursFromPb(q: PbQuietHours): QuietHours {
+  return { enabled: q.enabled, start: q.start || null, end: q.end || null };
+}
+
+/** A user's preferences, with the tenant settings they are decided against, for GraphQL. */
+export function preferencesFromPb(res: {
+  preferences?: PbUserPreferences;
+  tenant?: PbTenantPreferences;
+  effectiveQuietHours?: PbQuietHours;
+}): Preferences {
+  return {
+    rules: (res.preferences?.rules ?? []).map(ruleFromPb),
+    quietHours: res.preferences?.quietHours ? quietHoursFromPb(res.preferences.quietHours) : null,
+    effectiveQuietHours: res.effectiveQuietHours
+      ? quietHoursFromPb(res.effectiveQuietHours)
+      : { enabled: false, start: null, end: null },
+    requiredCategories: res.tenant?.requiredCategories ?? [],
+    defaultRules: (res.tenant?.defaultRules ?? []).map(ruleFromPb),
+    defaultTimeZone: res.tenant?.defaultTimeZone ?? 'UTC',
+    updatedAt: iso(res.preferences?.updatedAt),
+  };
+}
+
+/** UpdatePreferences' `preferences` from the GraphQL input. */
+export function preferencesInputToPb(input: PreferencesInput) {
+  return {
+    rules: input.rules.map((r) => ({
+      channel: r.channel ? PbChannel[r.channel] : PbChannel.UNSPECIFIED,
+      category: r.category ?? '',
+      enabled: r.enabled,
+    })),
+    quietHours: input.quietHours
+      ? {
+          enabled: input.quietHours.enabled,
+          start: input.quietHours.start ?? '',
+          end: input.quietHours.end ?? '',
+        }
+      : undefined,
+  };
+}
 export const statusToPb = (s: NotificationStatus): PbStatus => PbStatus[s];
 export const priorityToPb = (p: Priority): PbPriority => PbPriority[p];
 
@@ -135,6 +217,99 @@ export function graphqlErrorFrom(err: unknown): unknown {
   return new GraphQLError(err.rawMessage, { extensions });
 }
 
+/**
+ * The api's SendRequest for a sendNotification(s) input. `field` prefixes the field an invalid
+ * sendAt is named by (`items[3].` in a batch), as the api would name it.
+ */
+export function sendRequestFromInput(
+  input: SendNotificationInput,
+  field = '',
+): MessageInitShape<typeof SendRequestSchema> {
+  return {
+    userId: input.userId,
+    channel: channelToPb(input.channel),
+    content: input.content
+      ? {
+          subject: input.content.subject ?? '',
+          body: input.content.body ?? '',
+          html: input.content.html ?? '',
+          title: input.content.title ?? '',
+          data: Object.fromEntries((input.content.data ?? []).map((kv) => [kv.key, kv.value])),
+        }
+      : undefined,
+    template: input.template
+      ? {
+          id: input.template.id,
+          version: input.template.version ?? 0,
+          variables: Object.fromEntries(
+            (input.template.variables ?? []).map((kv) => [kv.key, kv.value]),
+          ),
+        }
+      : undefined,
+    to: input.to ?? '',
+    idempotencyKey: input.idempotencyKey ?? '',
+    priority: input.priority ? priorityToPb(input.priority) : 0,
+    category: input.category ?? '',
+    sendAt: timestampArg(input.sendAt, `${field}send_at`),
+    metadata: Object.fromEntries((input.metadata ?? []).map((kv) => [kv.key, kv.value])),
+    correlationId: input.correlationId ?? '',
+  };
+}
+
+/** GraphQL codes by the api's code names (INVALID_ARGUMENT), as SendBatch reports them. */
+const CODES_BY_NAME = new Map(
+  Object.entries(CODES).map(([code, name]) => [
+    codeToString(Number(code) as Code).toUpperCase(),
+    name,
+  ]),
+);
+
+/** One result of SendBatch, its error coded as graphqlErrorFrom codes a whole call's. */
+export function sendResultFromPb(r: SendBatchResult): SendNotificationResult {
+  if (r.result.case === 'accepted') {
+    const a = r.result.value;
+    return {
+      id: a.id,
+      status: PbStatus[a.status] as NotificationStatus,
+      createdAt: iso(a.createdAt),
+      replayed: a.replayed,
+      error: null,
+    };
+  }
+  // An unset result is an answer the api never gives: reported as an internal error.
+  const e = r.result.case === 'error' ? r.result.value : undefined;
+  return {
+    id: null,
+    status: null,
+    createdAt: null,
+    replayed: null,
+    error: {
+      code: CODES_BY_NAME.get(e?.code ?? '') ?? 'INTERNAL',
+      message: e?.message ?? 'internal error',
+      fieldViolations: (e?.fieldViolations ?? []).map((v) => ({
+        field: v.field,
+        description: v.description,
+      })),
+      retryAfterMs: e?.retryDelay
+        ? Number(e.retryDelay.seconds) * 1000 + Math.round(e.retryDelay.nanos / 1e6)
+        : null,
+    },
+  };
+}
+
+export function statsFromPb(s: GetStatsResponse): Stats {
+  return {
+    createdAfter: iso(s.createdAfter) ?? '',
+    createdBefore: iso(s.createdBefore) ?? '',
+    rows: s.rows.map((r) => ({
+      channel: PbChannel[r.channel] as Channel,
+      status: PbStatus[r.status] as NotificationStatus,
+      count: Number(r.count),
+    })),
+    total: Number(s.total),
+  };
+}
+
 /** Runs an api call, turning its errors into GraphQL errors. */
 export async function callApi<T>(call: () => Promise<T>): Promise<T> {
   try {
@@ -142,4 +317,42 @@ export async function callApi<T>(call: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw graphqlErrorFrom(err);
   }
+}
+
+/** A template version for GraphQL; locales sorted so the answer is stable. */
+export function templateFromPb(t: PbTemplate): Template {
+  return {
+    id: t.id,
+    version: t.version,
+    latestVersion: t.latestVersion,
+    description: t.description || null,
+    defaultLocale: t.defaultLocale,
+    variables: t.variables.map((v) => ({
+      name: v.name,
+      required: v.required,
+      defaultValue: v.required ? null : v.defaultValue,
+      description: v.description || null,
+    })),
+    locales: Object.entries(t.locales)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([locale, p]) => ({
+        locale,
+        email: p.email
+          ? { subject: p.email.subject, text: p.email.text || null, html: p.email.html || null }
+          : null,
+        sms: p.sms ? { text: p.sms.text } : null,
+        push: p.push ? messageParts(p.push) : null,
+        inApp: p.inApp ? messageParts(p.inApp) : null,
+        webhook: p.webhook
+          ? { body: p.webhook.body || null, data: keyValues(p.webhook.data) }
+          : null,
+      })),
+    createdAt: iso(t.createdAt) ?? '',
+    versionCreatedAt: iso(t.versionCreatedAt) ?? '',
+    archivedAt: iso(t.archivedAt),
+  };
+}
+
+function messageParts(p: { title: string; body: string; data: Record<string, string> }) {
+  return { title: p.title || null, body: p.body || null, data: keyValues(p.data) };
 }

@@ -5,8 +5,9 @@
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import {
-  Channel as PbChannel,
-  NotificationStatus as PbStatus,
+  InboxChange as PbInboxChange,
+  InboxFilter as PbInboxFilter,
+  MarkOutcome as PbMarkOutcome,
   type WatchNotificationsResponse,
 } from '@herald/client';
 import type {
@@ -15,8 +16,11 @@ import type {
 } from '@herald/client/gen/herald/v1/notification_pb';
 import { GraphQLError } from 'graphql';
 import { encodePageToken } from '../domain/page-token.js';
+import { encodeTemplatePageToken } from '../domain/templates.js';
 import { asCaller, type GatewayContext } from './context.js';
 import type {
+  InboxFilter,
+  MarkOutcome,
   Notification,
   NotificationConnection,
   NotificationFilter,
@@ -27,8 +31,13 @@ import {
   channelToPb,
   graphqlErrorFrom,
   notificationFromPb,
-  priorityToPb,
+  preferencesFromPb,
+  preferencesInputToPb,
+  sendRequestFromInput,
+  sendResultFromPb,
+  statsFromPb,
   statusToPb,
+  templateFromPb,
   timestampArg,
 } from './mapping.js';
 
@@ -160,11 +169,91 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
     };
   }
 
+  /** A Relay connection over one ListInbox page (of the token's user). */
+  async function inboxPage(
+    ctx: GatewayContext,
+    filter: InboxFilter | null | undefined,
+    first: number | null | undefined,
+    after: string | null | undefined,
+  ): Promise<NotificationConnection> {
+    const res = await callApi(() =>
+      ctx.herald.inbox.listInbox(
+        {
+          filter: filter ? PbInboxFilter[filter] : PbInboxFilter.UNSPECIFIED,
+          pageSize: first ?? 0,
+          pageToken: after ?? '',
+        },
+        asCaller(ctx),
+      ),
+    );
+    const edges = res.notifications.map((n) => {
+      const node = notificationFromPb(n);
+      return {
+        node,
+        cursor: encodePageToken('inbox', { at: new Date(node.createdAt), id: node.id }),
+      };
+    });
+    return {
+      edges,
+      pageInfo: { hasNextPage: res.nextPageToken !== '', endCursor: edges.at(-1)?.cursor ?? null },
+    };
+  }
+
+  async function unreadCount(ctx: GatewayContext): Promise<number> {
+    const res = await callApi(() => ctx.herald.inbox.getUnreadCount({}, asCaller(ctx)));
+    return Number(res.unreadCount);
+  }
+
+  /**
+   * The unread count, then its new value after each change `changes` reports (repeats left
+   * out). `changes` must start with the latest notification's current state when there is one:
+   * the api sends that only once its live subscription is in place, so the count read after it
+   * misses no change made before. Leaving ends `changes` at once, as watch() does.
+   */
+  function unreadCounts(
+    ctx: GatewayContext,
+    changes: AsyncIterableIterator<Notification>,
+  ): AsyncIterableIterator<number> {
+    let last: number | null = null;
+    const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
+    const iterator: AsyncIterableIterator<number> = {
+      async next() {
+        try {
+          if (last === null) {
+            last = await unreadCount(ctx);
+            return { done: false, value: last };
+          }
+          for (;;) {
+            if ((await changes.next()).done) return done;
+            const n = await unreadCount(ctx);
+            if (n !== last) {
+              last = n;
+              return { done: false, value: n };
+            }
+          }
+        } catch (err) {
+          await changes.return?.();
+          throw err;
+        }
+      },
+      return: async () => {
+        await changes.return?.();
+        return done;
+      },
+      throw: async (err: unknown) => {
+        await changes.return?.();
+        throw err instanceof Error ? err : new Error(String(err));
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
   /**
    * The user a user token names. Read, not verified: the api verifies the token on every call
    * and refuses a watch of anyone else.
    */
-  function userOfToken(ctx: GatewayContext): string {
+  function userOfToken(ctx: GatewayContext, what = 'myNotifications'): string {
     const token = /^Bearer\s+(\S+)$/i.exec(ctx.authorization ?? '')?.[1] ?? '';
     try {
       const claims = JSON.parse(
@@ -174,15 +263,15 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
     } catch {
       // fall through
     }
-    throw new GraphQLError('myNotifications needs a user token', {
+    throw new GraphQLError(`${what} needs a user token`, {
       extensions: { code: 'UNAUTHENTICATED' },
     });
   }
 
   /** `me` needs a user token: an API key has no "me". */
-  function requireUser(ctx: GatewayContext): void {
+  function requireUser(ctx: GatewayContext, what = 'me'): void {
     if (ctx.authorization !== null && /^Bearer\s+hk_/i.test(ctx.authorization)) {
-      throw new GraphQLError('me needs a user token, not an API key', {
+      throw new GraphQLError(`${what} needs a user token, not an API key`, {
         extensions: { code: 'FORBIDDEN' },
       });
     }
@@ -201,35 +290,70 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
         }
       },
       notifications: (_, args, ctx) => page(ctx, args.filter, args.first, args.after),
+      stats: async (_, args, ctx) =>
+        statsFromPb(
+          await callApi(() =>
+            ctx.herald.getStats(
+              {
+                createdAfter: timestampArg(args.createdAfter, 'created_after'),
+                createdBefore: timestampArg(args.createdBefore, 'created_before'),
+                channels: (args.channels ?? []).map(channelToPb),
+              },
+              asCaller(ctx),
+            ),
+          ),
+        ),
       me: (_, __, ctx) => {
         requireUser(ctx);
         return {} as never; // fields below resolve on their own
       },
+      template: async (_, { id, version }, ctx) => {
+        try {
+          const res = await ctx.herald.templates.getTemplate(
+            { id, version: version ?? 0 },
+            asCaller(ctx),
+          );
+          return res.template ? templateFromPb(res.template) : null;
+        } catch (err) {
+          const mapped = graphqlErrorFrom(err);
+          if (mapped instanceof GraphQLError && mapped.extensions.code === 'NOT_FOUND') return null;
+          throw mapped;
+        }
+      },
+      templates: async (_, { first, after, includeArchived }, ctx) => {
+        const res = await callApi(() =>
+          ctx.herald.templates.listTemplates(
+            {
+              pageSize: first ?? 0,
+              pageToken: after ?? '',
+              includeArchived: includeArchived ?? false,
+            },
+            asCaller(ctx),
+          ),
+        );
+        // Each edge's cursor is the page token that continues after it.
+        const edges = res.templates.map((t) => ({
+          node: templateFromPb(t),
+          cursor: encodeTemplatePageToken(t.id),
+        }));
+        return {
+          edges,
+          pageInfo: {
+            hasNextPage: res.nextPageToken !== '',
+            endCursor: edges.at(-1)?.cursor ?? null,
+          },
+        };
+      },
     },
     Me: {
       notifications: (_, args, ctx) => page(ctx, args.filter, args.first, args.after),
-      unreadCount: async (_, __, ctx) => {
-        let count = 0;
-        let pageToken = '';
-        // Until the inbox adds read state: delivered in-app notifications, counted page by page.
-        for (let pages = 0; pages < 20; pages++) {
-          const res = await callApi(() =>
-            ctx.herald.listNotifications(
-              {
-                channels: [PbChannel.IN_APP],
-                statuses: [PbStatus.DELIVERED],
-                pageSize: 500,
-                pageToken,
-              },
-              asCaller(ctx),
-            ),
-          );
-          count += res.notifications.length;
-          pageToken = res.nextPageToken;
-          if (pageToken === '') break;
-        }
-        return count;
-      },
+      // An empty user_id is the token's user: the api confines a user token to it.
+      preferences: async (_, __, ctx) =>
+        preferencesFromPb(
+          await callApi(() => ctx.herald.preferences.getPreferences({}, asCaller(ctx))),
+        ),
+      inbox: (_, args, ctx) => inboxPage(ctx, args.filter, args.first, args.after),
+      unreadCount: (_, __, ctx) => unreadCount(ctx),
     },
     Notification: {
       events: async (parent, _, ctx) => {
@@ -244,29 +368,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
     Mutation: {
       sendNotification: async (_, { input }, ctx) => {
         const res = await callApi(() =>
-          ctx.herald.send(
-            {
-              userId: input.userId,
-              channel: channelToPb(input.channel),
-              content: {
-                subject: input.content.subject ?? '',
-                body: input.content.body ?? '',
-                html: input.content.html ?? '',
-                title: input.content.title ?? '',
-                data: Object.fromEntries(
-                  (input.content.data ?? []).map((kv) => [kv.key, kv.value]),
-                ),
-              },
-              to: input.to ?? '',
-              idempotencyKey: input.idempotencyKey ?? '',
-              priority: input.priority ? priorityToPb(input.priority) : 0,
-              category: input.category ?? '',
-              sendAt: timestampArg(input.sendAt, 'send_at'),
-              metadata: Object.fromEntries((input.metadata ?? []).map((kv) => [kv.key, kv.value])),
-              correlationId: input.correlationId ?? '',
-            },
-            asCaller(ctx),
-          ),
+          ctx.herald.send(sendRequestFromInput(input), asCaller(ctx)),
         );
         const got = await callApi(() => ctx.herald.getNotification({ id: res.id }, asCaller(ctx)));
         // An answer the api never gives: not the caller's fault, so masked (and logged).
@@ -276,11 +378,54 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
           replayed: res.replayed,
         };
       },
+      sendNotifications: async (_, { inputs }, ctx) => {
+        const items = inputs.map((input, i) => sendRequestFromInput(input, `items[${i}].`));
+        const res = await callApi(() => ctx.herald.sendBatch({ items }, asCaller(ctx)));
+        return {
+          results: res.results.map(sendResultFromPb),
+          acceptedCount: res.acceptedCount,
+          failedCount: res.failedCount,
+        };
+      },
+      deliverNow: async (_, { id }, ctx) => {
+        const res = await callApi(() => ctx.herald.deliverNow({ id }, asCaller(ctx)));
+        if (!res.notification) throw new Error('DeliverNow answered without a notification');
+        return notificationFromPb(res.notification);
+      },
+      updateMyPreferences: async (_, { input }, ctx) => {
+        requireUser(ctx);
+        const res = await callApi(() =>
+          ctx.herald.preferences.updatePreferences(
+            { preferences: preferencesInputToPb(input) },
+            asCaller(ctx),
+          ),
+        );
+        return preferencesFromPb(res);
+      },
       cancelNotification: async (_, { id }, ctx) => {
         const res = await callApi(() => ctx.herald.cancelNotification({ id }, asCaller(ctx)));
         if (!res.notification)
           throw new Error('CancelNotification answered without a notification');
         return notificationFromPb(res.notification);
+      },
+      markNotifications: async (_, { ids, action }, ctx) => {
+        requireUser(ctx, 'markNotifications');
+        const res = await callApi(() =>
+          ctx.herald.inbox.markInbox({ ids, action: PbInboxChange[action] }, asCaller(ctx)),
+        );
+        return {
+          results: res.results.map((r) => ({
+            id: r.id,
+            outcome: PbMarkOutcome[r.outcome] as MarkOutcome,
+            notification: r.notification ? notificationFromPb(r.notification) : null,
+          })),
+          unreadCount: Number(res.unreadCount),
+        };
+      },
+      markAllRead: async (_, __, ctx) => {
+        requireUser(ctx, 'markAllRead');
+        const res = await callApi(() => ctx.herald.inbox.markAllRead({}, asCaller(ctx)));
+        return { marked: Number(res.marked), unreadCount: Number(res.unreadCount) };
       },
     },
     Subscription: {
@@ -307,6 +452,19 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
           });
         },
         resolve: (n: Notification) => n,
+      },
+      myUnreadCount: {
+        subscribe: (_, __, ctx) => {
+          requireUser(ctx, 'myUnreadCount');
+          // Every change of the user's notifications may move the count; the latest one's state
+          // comes first (see unreadCounts).
+          const changes = watch(ctx, {
+            target: { case: 'userId', value: userOfToken(ctx, 'myUnreadCount') },
+            initialCount: 1,
+          });
+          return unreadCounts(ctx, changes);
+        },
+        resolve: (n: number) => n,
       },
     },
   };

@@ -19,22 +19,34 @@ import {
   NotificationService,
 } from '@herald/client/gen/herald/v1/notification_pb';
 import { AdminService, file_herald_v1_admin } from '@herald/client/gen/herald/v1/admin_pb';
+import { InboxService, file_herald_v1_inbox } from '@herald/client/gen/herald/v1/inbox_pb';
+import {
+  PreferenceService,
+  file_herald_v1_preference,
+} from '@herald/client/gen/herald/v1/preference_pb';
 import {
   RecipientService,
   file_herald_v1_recipient,
 } from '@herald/client/gen/herald/v1/recipient_pb';
+import { TemplateService, file_herald_v1_template } from '@herald/client/gen/herald/v1/template_pb';
 import type { ApiKeys, Authenticator } from '../domain/access.js';
 import type { Recipients } from '../domain/recipients.js';
+import type { Templates } from '../domain/templates.js';
 import type { DeadLetters } from '../domain/dead-letters.js';
+import type { Inbox } from '../domain/inbox.js';
 import type { Notifications } from '../domain/notifications.js';
+import type { Preferences } from '../domain/preferences.js';
 import type { Logger } from '../domain/ports.js';
 import { AdminServiceHandler } from './admin-service.js';
 import { authInterceptor } from './auth.js';
 import { DeadLetterServiceHandler } from './dead-letter-service.js';
 import { errorInterceptor } from './errors.js';
 import { createHealthService } from './health.js';
+import { InboxServiceHandler } from './inbox-service.js';
 import { NotificationServiceHandler } from './notification-service.js';
+import { PreferenceServiceHandler } from './preference-service.js';
 import { RecipientServiceHandler } from './recipient-service.js';
+import { TemplateServiceHandler } from './template-service.js';
 import { registerReflection } from './reflection.js';
 
 export interface ReadinessReport {
@@ -50,6 +62,9 @@ export interface ApiServerDeps {
   deadLetters: DeadLetters;
   apiKeys: ApiKeys;
   recipients: Recipients;
+  templates: Templates;
+  preferences: Preferences;
+  inbox: Inbox;
   authenticator: Authenticator;
   /** Calls per second per caller for RPCs other than Send. */
   callsPerSecond: number;
@@ -89,12 +104,18 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
     router.service(DeadLetterService, new DeadLetterServiceHandler(deps.deadLetters));
     router.service(AdminService, new AdminServiceHandler(deps.apiKeys));
     router.service(RecipientService, new RecipientServiceHandler(deps.recipients));
+    router.service(TemplateService, new TemplateServiceHandler(deps.templates));
+    router.service(PreferenceService, new PreferenceServiceHandler(deps.preferences));
+    router.service(InboxService, new InboxServiceHandler(deps.inbox));
     health.register(router);
     registerReflection(router, [
       file_herald_v1_notification,
       file_herald_v1_dead_letter,
       file_herald_v1_admin,
       file_herald_v1_recipient,
+      file_herald_v1_template,
+      file_herald_v1_preference,
+      file_herald_v1_inbox,
       file_health_v1_health,
       file_google_rpc_error_details,
     ]);
@@ -103,6 +124,9 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   health.setStatus('herald.v1.DeadLetterService', 'SERVING');
   health.setStatus('herald.v1.AdminService', 'SERVING');
   health.setStatus('herald.v1.RecipientService', 'SERVING');
+  health.setStatus('herald.v1.TemplateService', 'SERVING');
+  health.setStatus('herald.v1.PreferenceService', 'SERVING');
+  health.setStatus('herald.v1.InboxService', 'SERVING');
 
   const handler = connectNodeAdapter({
     routes,

@@ -12,12 +12,14 @@ import type {
 } from '@herald/client/gen/herald/v1/dead_letter_pb';
 import {
   Channel as PbChannel,
+  InboxChange as PbInboxChange,
   NotificationEventSchema,
   NotificationSchema,
   NotificationStatus as PbStatus,
   Priority as PbPriority,
   type Notification as PbNotification,
   type NotificationEvent as PbNotificationEvent,
+  type GetStatsRequest,
   type SendRequest,
   type ListNotificationsRequest,
   type WatchNotificationsRequest,
@@ -36,6 +38,7 @@ import type {
   Priority,
   Status,
 } from '../domain/notification.js';
+import type { StatsInput } from '../domain/stats.js';
 import type { SendInput } from '../domain/validation.js';
 
 /** The domain name of an enum value ('' for UNSPECIFIED, a description for an unknown number). */
@@ -121,6 +124,9 @@ export function sendInputFromPb(req: SendRequest): SendInput {
     sendAt: dateFromPb(req.sendAt),
     metadata: req.metadata,
     correlationId: req.correlationId,
+    template: req.template
+      ? { id: req.template.id, version: req.template.version, variables: req.template.variables }
+      : null,
   };
 }
 
@@ -174,7 +180,15 @@ export function eventToPb(e: NotificationEvent): PbNotificationEvent {
     error: e.error ?? '',
     version: BigInt(e.version),
     generation: BigInt(e.generation),
+    inboxChange: e.inboxChange ? PbInboxChange[e.inboxChange] : PbInboxChange.UNSPECIFIED,
   });
+}
+
+/** The domain name of an inbox change ('' for UNSPECIFIED, a description for an unknown number). */
+export function inboxChangeFromPb(value: PbInboxChange): string {
+  if (value === PbInboxChange.UNSPECIFIED) return '';
+  const name: string | undefined = PbInboxChange[value];
+  return name ?? `unknown value ${value}`;
 }
 
 /** A timestamp filter field; an unrepresentable value adds a violation naming `field`. */
@@ -202,6 +216,18 @@ export function listInputFromPb(req: ListNotificationsRequest): ListInput {
     createdBefore: dateFilterFromPb(req.createdBefore, 'created_before', v),
     pageSize: req.pageSize,
     pageToken: req.pageToken,
+  };
+  if (v.length > 0) throw new ValidationError(v);
+  return input;
+}
+
+/** The stats query of a request; throws ValidationError naming every bad field. */
+export function statsInputFromPb(req: GetStatsRequest): StatsInput {
+  const v: FieldViolation[] = [];
+  const input: StatsInput = {
+    createdAfter: dateFilterFromPb(req.createdAfter, 'created_after', v),
+    createdBefore: dateFilterFromPb(req.createdBefore, 'created_before', v),
+    channels: enumFilterFromPb(PbChannel, req.channels, 'channels', channelFromName, v),
   };
   if (v.length > 0) throw new ValidationError(v);
   return input;

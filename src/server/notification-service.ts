@@ -3,16 +3,27 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import type { ConnectError, HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { codeToString } from '@connectrpc/connect/protocol-connect';
+import { BadRequestSchema, RetryInfoSchema } from '@herald/client/gen/google/rpc/error_details_pb';
 import type { NotificationService as NotificationServiceDesc } from '@herald/client/gen/herald/v1/notification_pb';
 import {
   CancelNotificationResponseSchema,
+  DeliverNowResponseSchema,
   GetNotificationResponseSchema,
+  GetStatsResponseSchema,
   ListNotificationsResponseSchema,
+  SendBatchErrorSchema,
+  SendBatchResponseSchema,
   SendResponseSchema,
   WatchNotificationsResponseSchema,
   type CancelNotificationRequest,
+  type DeliverNowRequest,
   type GetNotificationRequest,
+  type GetStatsRequest,
+  type SendBatchError,
+  type SendBatchRequest,
+  type SendBatchResult,
   type ListNotificationsRequest,
   type SendRequest,
   type WatchNotificationsRequest,
@@ -20,16 +31,18 @@ import {
 } from '@herald/client/gen/herald/v1/notification_pb';
 import type { Principal } from '../domain/access.js';
 import { NotFoundError, PermissionDeniedError } from '../domain/errors.js';
-import type { Notifications } from '../domain/notifications.js';
+import type { Notifications, SendResult } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
 import { principalOf } from './auth.js';
 import { toConnectError } from './errors.js';
 import { rateLimitHeaders } from './rate-limit-headers.js';
 import {
+  channelToPb,
   eventToPb,
   listInputFromPb,
   notificationToPb,
   sendInputFromPb,
+  statsInputFromPb,
   statusToPb,
   watchTargetFromPb,
 } from './mapping.js';
@@ -55,11 +68,49 @@ export class NotificationServiceHandler implements Impl {
       for (const [k, v] of Object.entries(rateLimitHeaders(rateLimit)))
         ctx.responseHeader.set(k, v);
     }
-    return create(SendResponseSchema, {
-      id: n.id,
-      status: statusToPb(n.status),
-      createdAt: timestampFromDate(n.createdAt),
-      replayed,
+    return sendResponseOf({ notification: n, replayed });
+  }
+
+  /**
+   * Each item is a Send of its own; its error is mapped exactly as Send's would be (code, message,
+   * BadRequest, RetryInfo) but reported in its result. No RateLimit headers: items may count
+   * against different users' limits.
+   */
+  async sendBatch(req: SendBatchRequest, ctx: HandlerContext) {
+    const outcomes = await this.notifications.sendBatch(
+      principalOf(ctx).tenantId,
+      req.items,
+      sendInputFromPb,
+      ctx.signal,
+    );
+    // One unexpected failure usually fails many items alike (a database down): log it once.
+    const logger = firstOfEachLevel(this.logger);
+    let accepted = 0;
+    const results = outcomes.map((o): SendBatchResult['result'] => {
+      if (o.ok) {
+        accepted += 1;
+        return { case: 'accepted', value: sendResponseOf(o.result) };
+      }
+      return { case: 'error', value: batchErrorOf(toConnectError(o.error, logger, 'SendBatch')) };
+    });
+    return create(SendBatchResponseSchema, {
+      results: results.map((result) => ({ result })),
+      acceptedCount: accepted,
+      failedCount: outcomes.length - accepted,
+    });
+  }
+
+  async getStats(req: GetStatsRequest, ctx: HandlerContext) {
+    const s = await this.notifications.stats(principalOf(ctx).tenantId, statsInputFromPb(req));
+    return create(GetStatsResponseSchema, {
+      rows: s.rows.map((r) => ({
+        channel: channelToPb(r.channel),
+        status: statusToPb(r.status),
+        count: BigInt(r.count),
+      })),
+      total: BigInt(s.total),
+      createdAfter: timestampFromDate(s.createdAfter),
+      createdBefore: timestampFromDate(s.createdBefore),
     });
   }
 
@@ -89,6 +140,11 @@ export class NotificationServiceHandler implements Impl {
   async cancelNotification(req: CancelNotificationRequest, ctx: HandlerContext) {
     const n = await this.notifications.cancel(principalOf(ctx).tenantId, req.id);
     return create(CancelNotificationResponseSchema, { notification: notificationToPb(n) });
+  }
+
+  async deliverNow(req: DeliverNowRequest, ctx: HandlerContext) {
+    const n = await this.notifications.deliverNow(principalOf(ctx).tenantId, req.id);
+    return create(DeliverNowResponseSchema, { notification: notificationToPb(n) });
   }
 
   async *watchNotifications(
@@ -122,6 +178,45 @@ export class NotificationServiceHandler implements Impl {
       this.openWatches -= 1;
     }
   }
+}
+
+/** What Send answers for an accepted (or replayed) notification. */
+function sendResponseOf(r: Pick<SendResult, 'notification' | 'replayed'>) {
+  return create(SendResponseSchema, {
+    id: r.notification.id,
+    status: statusToPb(r.notification.status),
+    createdAt: timestampFromDate(r.notification.createdAt),
+    replayed: r.replayed,
+  });
+}
+
+/** A batch item's error: the code name, message and details Send would have failed with. */
+function batchErrorOf(err: ConnectError): SendBatchError {
+  return create(SendBatchErrorSchema, {
+    code: codeToString(err.code).toUpperCase(),
+    message: err.rawMessage,
+    fieldViolations: err
+      .findDetails(BadRequestSchema)
+      .flatMap((d) => d.fieldViolations)
+      .map((v) => ({ field: v.field, description: v.description })),
+    retryDelay: err.findDetails(RetryInfoSchema)[0]?.retryDelay,
+  });
+}
+
+/** A logger that passes on the first warning and the first error only. */
+function firstOfEachLevel(logger: Logger): Logger {
+  const done = new Set<string>();
+  const first = (level: 'warn' | 'error') => (obj: object, msg?: string) => {
+    if (done.has(level)) return;
+    done.add(level);
+    logger[level](obj, msg);
+  };
+  return {
+    debug: (obj, msg) => logger.debug(obj, msg),
+    info: (obj, msg) => logger.info(obj, msg),
+    warn: first('warn'),
+    error: first('error'),
+  };
 }
 
 /**

@@ -42,8 +42,11 @@ describe('herald api via buf curl', () => {
       'grpc.reflection.v1alpha.ServerReflection',
       'herald.v1.AdminService',
       'herald.v1.DeadLetterService',
+      'herald.v1.InboxService',
       'herald.v1.NotificationService',
+      'herald.v1.PreferenceService',
       'herald.v1.RecipientService',
+      'herald.v1.TemplateService',
     ]);
   });
 
@@ -60,16 +63,31 @@ describe('herald api via buf curl', () => {
       'herald.v1.DeadLetterService/ListDeadLetters',
       'herald.v1.DeadLetterService/PurgeDeadLetters',
       'herald.v1.DeadLetterService/ReplayDeadLetters',
+      'herald.v1.InboxService/GetUnreadCount',
+      'herald.v1.InboxService/ListInbox',
+      'herald.v1.InboxService/MarkAllRead',
+      'herald.v1.InboxService/MarkInbox',
       'herald.v1.NotificationService/CancelNotification',
+      'herald.v1.NotificationService/DeliverNow',
       'herald.v1.NotificationService/GetNotification',
       'herald.v1.NotificationService/ListNotifications',
       'herald.v1.NotificationService/Send',
       'herald.v1.NotificationService/WatchNotifications',
+      'herald.v1.PreferenceService/GetPreferences',
+      'herald.v1.PreferenceService/GetTenantPreferences',
+      'herald.v1.PreferenceService/UpdatePreferences',
+      'herald.v1.PreferenceService/UpdateTenantPreferences',
       'herald.v1.RecipientService/DeleteRecipient',
       'herald.v1.RecipientService/GetRecipient',
       'herald.v1.RecipientService/RegisterPushToken',
       'herald.v1.RecipientService/RemovePushToken',
       'herald.v1.RecipientService/UpsertRecipient',
+      'herald.v1.TemplateService/ArchiveTemplate',
+      'herald.v1.TemplateService/CreateTemplate',
+      'herald.v1.TemplateService/GetTemplate',
+      'herald.v1.TemplateService/ListTemplates',
+      'herald.v1.TemplateService/PreviewTemplate',
+      'herald.v1.TemplateService/UpdateTemplate',
     ]);
   });
 

@@ -4,6 +4,9 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/infra/postgres/orm.js';
@@ -166,6 +169,43 @@ describe('herald', () => {
     const bad = await herald(['keys', 'create', '--tenant', 'cli-t', '--scopes', 'fly'], env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--scopes\[0\]: must be one of send, read, admin/);
+  });
+
+  it('pushes a template file: creates it, adds a version only when it changed, names bad parts', async () => {
+    const env = { HERALD_DATABASE_URL: db.url };
+    const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
+    try {
+      const file = join(dir, 'welcome.json');
+      const write = (text: string) =>
+        writeFileSync(
+          file,
+          JSON.stringify({
+            id: 'welcome',
+            defaultLocale: 'en',
+            variables: [{ name: 'name', required: true }],
+            locales: { en: { sms: { text } } },
+          }),
+        );
+      const push = () => herald(['templates', 'push', '--tenant', 'cli-t', '--file', file], env);
+      write('Hi {{name}}');
+      expect(await push()).toMatchObject({ code: 0, stdout: 'welcome version 1 (created)' });
+      expect(await push()).toMatchObject({ code: 0, stdout: 'welcome version 1 (unchanged)' });
+      write('Hello {{name}}');
+      expect(await push()).toMatchObject({ code: 0, stdout: 'welcome version 2 (updated)' });
+      write('Hello {{nam');
+      const bad = await push();
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toBe(
+        'herald: templates push: template.locales["en"].sms.text: unterminated tag "{{" at line 1, column 7',
+      );
+      const { rows } = await db.pool.query<{ version: number }>(
+        'select version from template_version where tenant_id = $1 order by version',
+        ['cli-t'],
+      );
+      expect(rows.map((r) => r.version)).toEqual([1, 2]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 2 with the usage when the command is unknown', async () => {

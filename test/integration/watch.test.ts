@@ -42,6 +42,7 @@ beforeAll(async () => {
     logger: silent,
     rateLimiter: null,
     recipients: createRecipientStore(db.pool),
+    preferences: null,
     hash: (s) => s,
   });
 });

@@ -54,6 +54,9 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     HERALD_AUTH: 'off',
     // Far above what any test sends; test/integration/rate-limits.test.ts sets its own.
     HERALD_RATE_LIMITS: JSON.stringify({ default: { limit: 100_000, windowMs: 60_000 } }),
+    // Quiet hours would hold back email, sms and push sent at night (UTC): tests that want them
+    // set the tenant's own (test/integration/scheduling.test.ts).
+    HERALD_DEFAULT_QUIET_HOURS: 'off',
     HERALD_LOG_LEVEL: 'warn',
     HERALD_DATABASE_URL: db.url,
     HERALD_DATABASE_POOL_SIZE: '6',

@@ -25,6 +25,25 @@ describe('loadConfig', () => {
     ).toThrow(/HERALD_HTTP_HEADERS_TIMEOUT_MS: must not exceed HERALD_HTTP_REQUEST_TIMEOUT_MS/);
   });
 
+  it('reads the default quiet hours: 22:00–08:00 unless set, off, or another window', () => {
+    expect(loadConfig({}).defaultQuietHours).toEqual({
+      enabled: true,
+      window: { start: 22 * 60, end: 8 * 60 },
+    });
+    expect(loadConfig({ HERALD_DEFAULT_QUIET_HOURS: 'off' }).defaultQuietHours).toEqual({
+      enabled: false,
+    });
+    expect(loadConfig({ HERALD_DEFAULT_QUIET_HOURS: '21:30-07:15' }).defaultQuietHours).toEqual({
+      enabled: true,
+      window: { start: 21 * 60 + 30, end: 7 * 60 + 15 },
+    });
+    for (const bad of ['22:00', '22:00-22:00', '25:00-08:00', '22:00-08:00-09:00']) {
+      expect(() => loadConfig({ HERALD_DEFAULT_QUIET_HOURS: bad }), bad).toThrow(
+        /HERALD_DEFAULT_QUIET_HOURS/,
+      );
+    }
+  });
+
   it('lists every bad variable when several are invalid', () => {
     let error: unknown;
     try {

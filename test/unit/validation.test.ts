@@ -249,7 +249,7 @@ describe('validateSend', () => {
   describe('content', () => {
     it('is required when missing', () => {
       expect(violations({ content: null })).toEqual([
-        { field: 'content', description: 'is required' },
+        { field: 'content', description: 'content or template is required' },
       ]);
     });
 

@@ -24,6 +24,12 @@ export type Query = {
   notifications: NotificationConnection;
   /** The caller's own view; needs a user token. */
   me: Me;
+  /** A template: its latest version, or the given one; null when there is no such template or version. */
+  template?: Maybe<Template>;
+  /** The tenant's templates (their latest versions), by id (a Relay connection). `first`: 1 to 500, default 50. Archived ones only with includeArchived. */
+  templates: TemplateConnection;
+  /** How many of the tenant's notifications created in [createdAfter, createdBefore) are in each status, per channel (an API key with the read scope). createdBefore defaults to now, createdAfter to a day before it; at most 31 days. */
+  stats: Stats;
 };
 
 
@@ -38,12 +44,42 @@ export type QueryNotificationsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
 };
 
+
+export type QueryTemplateArgs = {
+  id: Scalars['ID']['input'];
+  version?: InputMaybe<Scalars['Int']['input']>;
+};
+
+
+export type QueryTemplatesArgs = {
+  first?: InputMaybe<Scalars['Int']['input']>;
+  after?: InputMaybe<Scalars['String']['input']>;
+  includeArchived?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
+
+export type QueryStatsArgs = {
+  createdAfter?: InputMaybe<Scalars['DateTime']['input']>;
+  createdBefore?: InputMaybe<Scalars['DateTime']['input']>;
+  channels?: InputMaybe<Array<Channel>>;
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Sends one notification. Invalid fields come back as errors with extensions.code BAD_USER_INPUT and extensions.fieldViolations. */
   sendNotification: SendNotificationPayload;
   /** Cancels a notification that is not delivered yet (PENDING, SCHEDULED or RETRYING); idempotent. */
   cancelNotification: Notification;
+  /** Sends 1 to 1,000 notifications, each exactly as sendNotification would (pass them as a variable). One result per input, in order; a bad input is its own result's error, never the others'. */
+  sendNotifications: SendNotificationsPayload;
+  /** Releases a SCHEDULED notification (a future sendAt, or deferred by quiet hours) at once, bypassing quiet hours; idempotent. CANCELLED, SUPPRESSED and FAILED ones are FAILED_PRECONDITION. */
+  deliverNow: Notification;
+  /** Replaces the caller's (user token) preferences: rules left out are removed; quietHours null follows the tenant's. */
+  updateMyPreferences: Preferences;
+  /** Changes the inbox state of 1 to 100 of the caller's inbox items (user token); idempotent: an item already in that state is UNCHANGED. */
+  markNotifications: MarkNotificationsPayload;
+  /** Marks every unread inbox item of the caller (user token) read. */
+  markAllRead: MarkAllReadPayload;
 };
 
 
@@ -56,12 +92,35 @@ export type MutationCancelNotificationArgs = {
   id: Scalars['ID']['input'];
 };
 
+
+export type MutationSendNotificationsArgs = {
+  inputs: Array<SendNotificationInput>;
+};
+
+
+export type MutationDeliverNowArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationUpdateMyPreferencesArgs = {
+  input: PreferencesInput;
+};
+
+
+export type MutationMarkNotificationsArgs = {
+  ids: Array<Scalars['ID']['input']>;
+  action: InboxChange;
+};
+
 export type Subscription = {
   __typename?: 'Subscription';
   /** One notification: its current state first, then every change, in order. */
   notificationUpdated: Notification;
   /** The caller's feed (user token): each of the user's notifications as it changes, in order per notification. */
   myNotifications: Notification;
+  /** The caller's unread count (user token): the current value first, then the new value after every change of the user's notifications. */
+  myUnreadCount: Scalars['Int']['output'];
 };
 
 
@@ -74,7 +133,11 @@ export type Me = {
   __typename?: 'Me';
   /** The user's notifications, newest first. */
   notifications: NotificationConnection;
-  /** In-app notifications delivered to the user (read state arrives with the inbox). */
+  /** The user's preferences, with the tenant settings they are decided against. */
+  preferences: Preferences;
+  /** The user's inbox: in-app notifications delivered to the user, newest first. `filter` defaults to ALL; `first`: 1 to 500, default 50. */
+  inbox: NotificationConnection;
+  /** Inbox items neither read nor archived. */
   unreadCount: Scalars['Int']['output'];
 };
 
@@ -83,6 +146,68 @@ export type MeNotificationsArgs = {
   filter?: InputMaybe<NotificationFilter>;
   first?: InputMaybe<Scalars['Int']['input']>;
   after?: InputMaybe<Scalars['String']['input']>;
+};
+
+
+export type MeInboxArgs = {
+  filter?: InputMaybe<InboxFilter>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  after?: InputMaybe<Scalars['String']['input']>;
+};
+
+/** Which inbox items to list. */
+export type InboxFilter =
+  /** Neither read nor archived: what unreadCount counts. */
+  | 'UNREAD'
+  /** Every item not archived, read or unread. */
+  | 'ALL'
+  /** Archived items only. */
+  | 'ARCHIVED';
+
+/** A change of an in-app notification's inbox state. */
+export type InboxChange =
+  /** Seen (sets seenAt). */
+  | 'SEEN'
+  /** Read (sets readAt, and seenAt unless set). */
+  | 'READ'
+  /** Back to unread (clears readAt). */
+  | 'UNREAD'
+  /** Into the archive (sets archivedAt). */
+  | 'ARCHIVED'
+  /** Back from the archive (clears archivedAt). */
+  | 'UNARCHIVED';
+
+/** What a mark did to one id. */
+export type MarkOutcome =
+  /** The item changed. */
+  | 'CHANGED'
+  /** The item already was in that state. */
+  | 'UNCHANGED'
+  /** No inbox item of the caller has this id. */
+  | 'NOT_FOUND';
+
+export type MarkResult = {
+  __typename?: 'MarkResult';
+  id: Scalars['ID']['output'];
+  outcome: MarkOutcome;
+  /** The item after the mark; null when NOT_FOUND. */
+  notification?: Maybe<Notification>;
+};
+
+export type MarkNotificationsPayload = {
+  __typename?: 'MarkNotificationsPayload';
+  /** One result per id, in the order given. */
+  results: Array<MarkResult>;
+  /** The caller's unread count after the change. */
+  unreadCount: Scalars['Int']['output'];
+};
+
+export type MarkAllReadPayload = {
+  __typename?: 'MarkAllReadPayload';
+  /** How many items were unread and are now read. */
+  marked: Scalars['Int']['output'];
+  /** The caller's unread count after the change. */
+  unreadCount: Scalars['Int']['output'];
 };
 
 export type Channel =
@@ -131,6 +256,16 @@ export type Notification = {
   nextAttemptAt?: Maybe<Scalars['DateTime']['output']>;
   provider?: Maybe<Scalars['String']['output']>;
   lastError?: Maybe<Scalars['String']['output']>;
+  /** Why it is SUPPRESSED (the opt-out), or why it was deferred (quiet hours); null otherwise. */
+  statusReason?: Maybe<Scalars['String']['output']>;
+  /** In-app inbox state: when the user first saw it. */
+  seenAt?: Maybe<Scalars['DateTime']['output']>;
+  /** In-app inbox state: when the user read it; null while unread. */
+  readAt?: Maybe<Scalars['DateTime']['output']>;
+  /** In-app inbox state: when the user archived it; null unless archived. */
+  archivedAt?: Maybe<Scalars['DateTime']['output']>;
+  /** The template version and locale the content was rendered from; null unless sent by template. */
+  template?: Maybe<PinnedTemplate>;
   /** The status history, oldest first. */
   events: Array<NotificationEvent>;
 };
@@ -158,6 +293,8 @@ export type NotificationEvent = {
   provider?: Maybe<Scalars['String']['output']>;
   error?: Maybe<Scalars['String']['output']>;
   version: Scalars['Int']['output'];
+  /** Set for a change of in-app inbox state (the status stays DELIVERED); null for status changes. */
+  inboxChange?: Maybe<InboxChange>;
 };
 
 export type NotificationConnection = {
@@ -202,7 +339,10 @@ export type KeyValueInput = {
 export type SendNotificationInput = {
   userId: Scalars['String']['input'];
   channel: Channel;
-  content: ContentInput;
+  /** The message written out. Exactly one of content and template. */
+  content?: InputMaybe<ContentInput>;
+  /** The message rendered from a stored template. Exactly one of content and template. */
+  template?: InputMaybe<TemplateRefInput>;
   to?: InputMaybe<Scalars['String']['input']>;
   idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   priority?: InputMaybe<Priority>;
@@ -217,6 +357,222 @@ export type SendNotificationPayload = {
   notification: Notification;
   /** True when an earlier request with the same idempotency key was replayed. */
   replayed: Scalars['Boolean']['output'];
+};
+
+/** Names the template a send renders and the values of its variables. */
+export type TemplateRefInput = {
+  id: Scalars['String']['input'];
+  /** Optional; default the latest version. */
+  version?: InputMaybe<Scalars['Int']['input']>;
+  variables?: InputMaybe<Array<KeyValueInput>>;
+};
+
+/** The exact template version a notification was rendered from. */
+export type PinnedTemplate = {
+  __typename?: 'PinnedTemplate';
+  id: Scalars['String']['output'];
+  version: Scalars['Int']['output'];
+  locale: Scalars['String']['output'];
+};
+
+/** One version of a template (versions never change; an update adds one). */
+export type Template = {
+  __typename?: 'Template';
+  id: Scalars['ID']['output'];
+  version: Scalars['Int']['output'];
+  latestVersion: Scalars['Int']['output'];
+  description?: Maybe<Scalars['String']['output']>;
+  defaultLocale: Scalars['String']['output'];
+  variables: Array<TemplateVariable>;
+  /** The locale variants, by locale. */
+  locales: Array<TemplateLocale>;
+  createdAt: Scalars['DateTime']['output'];
+  versionCreatedAt: Scalars['DateTime']['output'];
+  /** Set when archived: it can no longer be sent or updated. */
+  archivedAt?: Maybe<Scalars['DateTime']['output']>;
+};
+
+export type TemplateVariable = {
+  __typename?: 'TemplateVariable';
+  name: Scalars['String']['output'];
+  required: Scalars['Boolean']['output'];
+  /** The value used when an optional variable is not given. */
+  defaultValue?: Maybe<Scalars['String']['output']>;
+  description?: Maybe<Scalars['String']['output']>;
+};
+
+/** One locale's parts; a channel the locale has no parts for takes the default locale's. */
+export type TemplateLocale = {
+  __typename?: 'TemplateLocale';
+  locale: Scalars['String']['output'];
+  email?: Maybe<EmailTemplateParts>;
+  sms?: Maybe<SmsTemplateParts>;
+  push?: Maybe<MessageTemplateParts>;
+  inApp?: Maybe<MessageTemplateParts>;
+  webhook?: Maybe<WebhookTemplateParts>;
+};
+
+export type EmailTemplateParts = {
+  __typename?: 'EmailTemplateParts';
+  subject: Scalars['String']['output'];
+  text?: Maybe<Scalars['String']['output']>;
+  html?: Maybe<Scalars['String']['output']>;
+};
+
+export type SmsTemplateParts = {
+  __typename?: 'SmsTemplateParts';
+  text: Scalars['String']['output'];
+};
+
+export type MessageTemplateParts = {
+  __typename?: 'MessageTemplateParts';
+  title?: Maybe<Scalars['String']['output']>;
+  body?: Maybe<Scalars['String']['output']>;
+  data: Array<KeyValue>;
+};
+
+export type WebhookTemplateParts = {
+  __typename?: 'WebhookTemplateParts';
+  body?: Maybe<Scalars['String']['output']>;
+  data: Array<KeyValue>;
+};
+
+export type TemplateConnection = {
+  __typename?: 'TemplateConnection';
+  edges: Array<TemplateEdge>;
+  pageInfo: PageInfo;
+};
+
+export type TemplateEdge = {
+  __typename?: 'TemplateEdge';
+  cursor: Scalars['String']['output'];
+  node: Template;
+};
+
+/**
+ * A user's preferences. Delivery is decided by: a required category → delivered; else the user's
+ * rule for the channel × category, then the category, then the channel; else the tenant's default
+ * rule in the same order; else delivered. Quiet hours hold back email, sms and push (not CRITICAL).
+ */
+export type Preferences = {
+  __typename?: 'Preferences';
+  /** The user's own rules. */
+  rules: Array<PreferenceRule>;
+  /** The user's own quiet hours; null follows the tenant's. */
+  quietHours?: Maybe<QuietHours>;
+  /** The quiet hours that apply: the user's, else the tenant's. */
+  effectiveQuietHours: QuietHours;
+  /** Categories the tenant always delivers: they cannot be opted out of. */
+  requiredCategories: Array<Scalars['String']['output']>;
+  /** The tenant's rules where the user has none. */
+  defaultRules: Array<PreferenceRule>;
+  /** The time zone of quiet hours for recipients without one. */
+  defaultTimeZone: Scalars['String']['output'];
+  /** When the user last changed them; null if never. */
+  updatedAt?: Maybe<Scalars['DateTime']['output']>;
+};
+
+/** An opt-in (enabled) or opt-out of a channel, a category, or a category on one channel. */
+export type PreferenceRule = {
+  __typename?: 'PreferenceRule';
+  /** Null: every channel. */
+  channel?: Maybe<Channel>;
+  /** Null: every category. */
+  category?: Maybe<Scalars['String']['output']>;
+  enabled: Scalars['Boolean']['output'];
+};
+
+/** A daily window of local time during which non-critical email, sms and push wait. */
+export type QuietHours = {
+  __typename?: 'QuietHours';
+  enabled: Scalars['Boolean']['output'];
+  /** Local time HH:MM; null when disabled. */
+  start?: Maybe<Scalars['String']['output']>;
+  /** Local time HH:MM (delivery resumes); null when disabled. */
+  end?: Maybe<Scalars['String']['output']>;
+};
+
+export type PreferencesInput = {
+  /** At most 100; each names a channel, a category or both; no pair twice. */
+  rules: Array<PreferenceRuleInput>;
+  /** Null follows the tenant's. */
+  quietHours?: InputMaybe<QuietHoursInput>;
+};
+
+export type PreferenceRuleInput = {
+  /** Null or omitted: every channel. */
+  channel?: InputMaybe<Channel>;
+  /** Null or omitted: every category. */
+  category?: InputMaybe<Scalars['String']['input']>;
+  enabled: Scalars['Boolean']['input'];
+};
+
+export type QuietHoursInput = {
+  enabled: Scalars['Boolean']['input'];
+  /** HH:MM; required when enabled. */
+  start?: InputMaybe<Scalars['String']['input']>;
+  /** HH:MM, different from start; required when enabled. */
+  end?: InputMaybe<Scalars['String']['input']>;
+};
+
+export type SendNotificationsPayload = {
+  __typename?: 'SendNotificationsPayload';
+  /** One result per input, in the order given. */
+  results: Array<SendNotificationResult>;
+  /** Inputs accepted (replays included). */
+  acceptedCount: Scalars['Int']['output'];
+  /** Inputs that failed. */
+  failedCount: Scalars['Int']['output'];
+};
+
+/** What became of one input of sendNotifications: accepted (id, status, createdAt, replayed set) or not (error set). */
+export type SendNotificationResult = {
+  __typename?: 'SendNotificationResult';
+  id?: Maybe<Scalars['ID']['output']>;
+  /** PENDING or SCHEDULED right after acceptance. */
+  status?: Maybe<NotificationStatus>;
+  createdAt?: Maybe<Scalars['DateTime']['output']>;
+  /** True when an earlier request with the same idempotency key was replayed. */
+  replayed?: Maybe<Scalars['Boolean']['output']>;
+  error?: Maybe<SendError>;
+};
+
+/** Why one input was not accepted: what sendNotification would have failed with. */
+export type SendError = {
+  __typename?: 'SendError';
+  /** As extensions.code of GraphQL errors: BAD_USER_INPUT, FAILED_PRECONDITION, NOT_FOUND, CONFLICT, RATE_LIMITED, UNAVAILABLE or INTERNAL. */
+  code: Scalars['String']['output'];
+  message: Scalars['String']['output'];
+  /** BAD_USER_INPUT: each bad field, named from the api's batch request (items[3].user_id). */
+  fieldViolations: Array<FieldViolation>;
+  /** RATE_LIMITED: how long to wait before retrying this input. */
+  retryAfterMs?: Maybe<Scalars['Int']['output']>;
+};
+
+export type FieldViolation = {
+  __typename?: 'FieldViolation';
+  field: Scalars['String']['output'];
+  description: Scalars['String']['output'];
+};
+
+/** Counts of one window; pairs with no notification are left out. */
+export type Stats = {
+  __typename?: 'Stats';
+  /** The window counted (inclusive start), defaults applied. */
+  createdAfter: Scalars['DateTime']['output'];
+  /** The window counted (exclusive end), defaults applied. */
+  createdBefore: Scalars['DateTime']['output'];
+  /** By channel, then status. */
+  rows: Array<StatsRow>;
+  total: Scalars['Int']['output'];
+};
+
+export type StatsRow = {
+  __typename?: 'StatsRow';
+  channel: Channel;
+  /** The current status. */
+  status: NotificationStatus;
+  count: Scalars['Int']['output'];
 };
 
 export type WithIndex<TObject> = TObject & Record<string, any>;
@@ -298,9 +654,16 @@ export type ResolversTypes = ResolversObject<{
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
+  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Me: ResolverTypeWrapper<Me>;
+  InboxFilter: InboxFilter;
+  InboxChange: InboxChange;
+  MarkOutcome: MarkOutcome;
+  MarkResult: ResolverTypeWrapper<MarkResult>;
+  MarkNotificationsPayload: ResolverTypeWrapper<MarkNotificationsPayload>;
+  MarkAllReadPayload: ResolverTypeWrapper<MarkAllReadPayload>;
   Channel: Channel;
   Priority: Priority;
   NotificationStatus: NotificationStatus;
@@ -311,12 +674,34 @@ export type ResolversTypes = ResolversObject<{
   NotificationConnection: ResolverTypeWrapper<NotificationConnection>;
   NotificationEdge: ResolverTypeWrapper<NotificationEdge>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
-  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   NotificationFilter: NotificationFilter;
   ContentInput: ContentInput;
   KeyValueInput: KeyValueInput;
   SendNotificationInput: SendNotificationInput;
   SendNotificationPayload: ResolverTypeWrapper<SendNotificationPayload>;
+  TemplateRefInput: TemplateRefInput;
+  PinnedTemplate: ResolverTypeWrapper<PinnedTemplate>;
+  Template: ResolverTypeWrapper<Template>;
+  TemplateVariable: ResolverTypeWrapper<TemplateVariable>;
+  TemplateLocale: ResolverTypeWrapper<TemplateLocale>;
+  EmailTemplateParts: ResolverTypeWrapper<EmailTemplateParts>;
+  SmsTemplateParts: ResolverTypeWrapper<SmsTemplateParts>;
+  MessageTemplateParts: ResolverTypeWrapper<MessageTemplateParts>;
+  WebhookTemplateParts: ResolverTypeWrapper<WebhookTemplateParts>;
+  TemplateConnection: ResolverTypeWrapper<TemplateConnection>;
+  TemplateEdge: ResolverTypeWrapper<TemplateEdge>;
+  Preferences: ResolverTypeWrapper<Preferences>;
+  PreferenceRule: ResolverTypeWrapper<PreferenceRule>;
+  QuietHours: ResolverTypeWrapper<QuietHours>;
+  PreferencesInput: PreferencesInput;
+  PreferenceRuleInput: PreferenceRuleInput;
+  QuietHoursInput: QuietHoursInput;
+  SendNotificationsPayload: ResolverTypeWrapper<SendNotificationsPayload>;
+  SendNotificationResult: ResolverTypeWrapper<SendNotificationResult>;
+  SendError: ResolverTypeWrapper<SendError>;
+  FieldViolation: ResolverTypeWrapper<FieldViolation>;
+  Stats: ResolverTypeWrapper<Stats>;
+  StatsRow: ResolverTypeWrapper<StatsRow>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -326,9 +711,13 @@ export type ResolversParentTypes = ResolversObject<{
   ID: Scalars['ID']['output'];
   Int: Scalars['Int']['output'];
   String: Scalars['String']['output'];
+  Boolean: Scalars['Boolean']['output'];
   Mutation: Record<PropertyKey, never>;
   Subscription: Record<PropertyKey, never>;
   Me: Me;
+  MarkResult: MarkResult;
+  MarkNotificationsPayload: MarkNotificationsPayload;
+  MarkAllReadPayload: MarkAllReadPayload;
   Notification: Notification;
   Content: Content;
   KeyValue: KeyValue;
@@ -336,12 +725,34 @@ export type ResolversParentTypes = ResolversObject<{
   NotificationConnection: NotificationConnection;
   NotificationEdge: NotificationEdge;
   PageInfo: PageInfo;
-  Boolean: Scalars['Boolean']['output'];
   NotificationFilter: NotificationFilter;
   ContentInput: ContentInput;
   KeyValueInput: KeyValueInput;
   SendNotificationInput: SendNotificationInput;
   SendNotificationPayload: SendNotificationPayload;
+  TemplateRefInput: TemplateRefInput;
+  PinnedTemplate: PinnedTemplate;
+  Template: Template;
+  TemplateVariable: TemplateVariable;
+  TemplateLocale: TemplateLocale;
+  EmailTemplateParts: EmailTemplateParts;
+  SmsTemplateParts: SmsTemplateParts;
+  MessageTemplateParts: MessageTemplateParts;
+  WebhookTemplateParts: WebhookTemplateParts;
+  TemplateConnection: TemplateConnection;
+  TemplateEdge: TemplateEdge;
+  Preferences: Preferences;
+  PreferenceRule: PreferenceRule;
+  QuietHours: QuietHours;
+  PreferencesInput: PreferencesInput;
+  PreferenceRuleInput: PreferenceRuleInput;
+  QuietHoursInput: QuietHoursInput;
+  SendNotificationsPayload: SendNotificationsPayload;
+  SendNotificationResult: SendNotificationResult;
+  SendError: SendError;
+  FieldViolation: FieldViolation;
+  Stats: Stats;
+  StatsRow: StatsRow;
 }>;
 
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
@@ -352,20 +763,47 @@ export type QueryResolvers<ContextType = GatewayContext, ParentType extends Reso
   notification?: Resolver<Maybe<ResolversTypes['Notification']>, ParentType, ContextType, RequireFields<QueryNotificationArgs, 'id'>>;
   notifications?: Resolver<ResolversTypes['NotificationConnection'], ParentType, ContextType, Partial<QueryNotificationsArgs>>;
   me?: Resolver<ResolversTypes['Me'], ParentType, ContextType>;
+  template?: Resolver<Maybe<ResolversTypes['Template']>, ParentType, ContextType, RequireFields<QueryTemplateArgs, 'id'>>;
+  templates?: Resolver<ResolversTypes['TemplateConnection'], ParentType, ContextType, Partial<QueryTemplatesArgs>>;
+  stats?: Resolver<ResolversTypes['Stats'], ParentType, ContextType, Partial<QueryStatsArgs>>;
 }>;
 
 export type MutationResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   sendNotification?: Resolver<ResolversTypes['SendNotificationPayload'], ParentType, ContextType, RequireFields<MutationSendNotificationArgs, 'input'>>;
   cancelNotification?: Resolver<ResolversTypes['Notification'], ParentType, ContextType, RequireFields<MutationCancelNotificationArgs, 'id'>>;
+  sendNotifications?: Resolver<ResolversTypes['SendNotificationsPayload'], ParentType, ContextType, RequireFields<MutationSendNotificationsArgs, 'inputs'>>;
+  deliverNow?: Resolver<ResolversTypes['Notification'], ParentType, ContextType, RequireFields<MutationDeliverNowArgs, 'id'>>;
+  updateMyPreferences?: Resolver<ResolversTypes['Preferences'], ParentType, ContextType, RequireFields<MutationUpdateMyPreferencesArgs, 'input'>>;
+  markNotifications?: Resolver<ResolversTypes['MarkNotificationsPayload'], ParentType, ContextType, RequireFields<MutationMarkNotificationsArgs, 'ids' | 'action'>>;
+  markAllRead?: Resolver<ResolversTypes['MarkAllReadPayload'], ParentType, ContextType>;
 }>;
 
 export type SubscriptionResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   notificationUpdated?: SubscriptionResolver<ResolversTypes['Notification'], "notificationUpdated", ParentType, ContextType, RequireFields<SubscriptionNotificationUpdatedArgs, 'id'>>;
   myNotifications?: SubscriptionResolver<ResolversTypes['Notification'], "myNotifications", ParentType, ContextType>;
+  myUnreadCount?: SubscriptionResolver<ResolversTypes['Int'], "myUnreadCount", ParentType, ContextType>;
 }>;
 
 export type MeResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Me'] = ResolversParentTypes['Me']> = ResolversObject<{
   notifications?: Resolver<ResolversTypes['NotificationConnection'], ParentType, ContextType, Partial<MeNotificationsArgs>>;
+  preferences?: Resolver<ResolversTypes['Preferences'], ParentType, ContextType>;
+  inbox?: Resolver<ResolversTypes['NotificationConnection'], ParentType, ContextType, Partial<MeInboxArgs>>;
+  unreadCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type MarkResultResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['MarkResult'] = ResolversParentTypes['MarkResult']> = ResolversObject<{
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  outcome?: Resolver<ResolversTypes['MarkOutcome'], ParentType, ContextType>;
+  notification?: Resolver<Maybe<ResolversTypes['Notification']>, ParentType, ContextType>;
+}>;
+
+export type MarkNotificationsPayloadResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['MarkNotificationsPayload'] = ResolversParentTypes['MarkNotificationsPayload']> = ResolversObject<{
+  results?: Resolver<Array<ResolversTypes['MarkResult']>, ParentType, ContextType>;
+  unreadCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type MarkAllReadPayloadResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['MarkAllReadPayload'] = ResolversParentTypes['MarkAllReadPayload']> = ResolversObject<{
+  marked?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   unreadCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
 
@@ -389,6 +827,11 @@ export type NotificationResolvers<ContextType = GatewayContext, ParentType exten
   nextAttemptAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   provider?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   lastError?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  statusReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  seenAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  readAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  archivedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  template?: Resolver<Maybe<ResolversTypes['PinnedTemplate']>, ParentType, ContextType>;
   events?: Resolver<Array<ResolversTypes['NotificationEvent']>, ParentType, ContextType>;
 }>;
 
@@ -412,6 +855,7 @@ export type NotificationEventResolvers<ContextType = GatewayContext, ParentType 
   provider?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   error?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  inboxChange?: Resolver<Maybe<ResolversTypes['InboxChange']>, ParentType, ContextType>;
 }>;
 
 export type NotificationConnectionResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['NotificationConnection'] = ResolversParentTypes['NotificationConnection']> = ResolversObject<{
@@ -434,12 +878,142 @@ export type SendNotificationPayloadResolvers<ContextType = GatewayContext, Paren
   replayed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
 }>;
 
+export type PinnedTemplateResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['PinnedTemplate'] = ResolversParentTypes['PinnedTemplate']> = ResolversObject<{
+  id?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  locale?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type TemplateResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Template'] = ResolversParentTypes['Template']> = ResolversObject<{
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  latestVersion?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  description?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  defaultLocale?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  variables?: Resolver<Array<ResolversTypes['TemplateVariable']>, ParentType, ContextType>;
+  locales?: Resolver<Array<ResolversTypes['TemplateLocale']>, ParentType, ContextType>;
+  createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  versionCreatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  archivedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+}>;
+
+export type TemplateVariableResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['TemplateVariable'] = ResolversParentTypes['TemplateVariable']> = ResolversObject<{
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  required?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  defaultValue?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  description?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type TemplateLocaleResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['TemplateLocale'] = ResolversParentTypes['TemplateLocale']> = ResolversObject<{
+  locale?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  email?: Resolver<Maybe<ResolversTypes['EmailTemplateParts']>, ParentType, ContextType>;
+  sms?: Resolver<Maybe<ResolversTypes['SmsTemplateParts']>, ParentType, ContextType>;
+  push?: Resolver<Maybe<ResolversTypes['MessageTemplateParts']>, ParentType, ContextType>;
+  inApp?: Resolver<Maybe<ResolversTypes['MessageTemplateParts']>, ParentType, ContextType>;
+  webhook?: Resolver<Maybe<ResolversTypes['WebhookTemplateParts']>, ParentType, ContextType>;
+}>;
+
+export type EmailTemplatePartsResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['EmailTemplateParts'] = ResolversParentTypes['EmailTemplateParts']> = ResolversObject<{
+  subject?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  text?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  html?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type SmsTemplatePartsResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['SmsTemplateParts'] = ResolversParentTypes['SmsTemplateParts']> = ResolversObject<{
+  text?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type MessageTemplatePartsResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['MessageTemplateParts'] = ResolversParentTypes['MessageTemplateParts']> = ResolversObject<{
+  title?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  body?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  data?: Resolver<Array<ResolversTypes['KeyValue']>, ParentType, ContextType>;
+}>;
+
+export type WebhookTemplatePartsResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['WebhookTemplateParts'] = ResolversParentTypes['WebhookTemplateParts']> = ResolversObject<{
+  body?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  data?: Resolver<Array<ResolversTypes['KeyValue']>, ParentType, ContextType>;
+}>;
+
+export type TemplateConnectionResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['TemplateConnection'] = ResolversParentTypes['TemplateConnection']> = ResolversObject<{
+  edges?: Resolver<Array<ResolversTypes['TemplateEdge']>, ParentType, ContextType>;
+  pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
+}>;
+
+export type TemplateEdgeResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['TemplateEdge'] = ResolversParentTypes['TemplateEdge']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['Template'], ParentType, ContextType>;
+}>;
+
+export type PreferencesResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Preferences'] = ResolversParentTypes['Preferences']> = ResolversObject<{
+  rules?: Resolver<Array<ResolversTypes['PreferenceRule']>, ParentType, ContextType>;
+  quietHours?: Resolver<Maybe<ResolversTypes['QuietHours']>, ParentType, ContextType>;
+  effectiveQuietHours?: Resolver<ResolversTypes['QuietHours'], ParentType, ContextType>;
+  requiredCategories?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  defaultRules?: Resolver<Array<ResolversTypes['PreferenceRule']>, ParentType, ContextType>;
+  defaultTimeZone?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  updatedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+}>;
+
+export type PreferenceRuleResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['PreferenceRule'] = ResolversParentTypes['PreferenceRule']> = ResolversObject<{
+  channel?: Resolver<Maybe<ResolversTypes['Channel']>, ParentType, ContextType>;
+  category?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  enabled?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+}>;
+
+export type QuietHoursResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['QuietHours'] = ResolversParentTypes['QuietHours']> = ResolversObject<{
+  enabled?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  start?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  end?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type SendNotificationsPayloadResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['SendNotificationsPayload'] = ResolversParentTypes['SendNotificationsPayload']> = ResolversObject<{
+  results?: Resolver<Array<ResolversTypes['SendNotificationResult']>, ParentType, ContextType>;
+  acceptedCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  failedCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type SendNotificationResultResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['SendNotificationResult'] = ResolversParentTypes['SendNotificationResult']> = ResolversObject<{
+  id?: Resolver<Maybe<ResolversTypes['ID']>, ParentType, ContextType>;
+  status?: Resolver<Maybe<ResolversTypes['NotificationStatus']>, ParentType, ContextType>;
+  createdAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  replayed?: Resolver<Maybe<ResolversTypes['Boolean']>, ParentType, ContextType>;
+  error?: Resolver<Maybe<ResolversTypes['SendError']>, ParentType, ContextType>;
+}>;
+
+export type SendErrorResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['SendError'] = ResolversParentTypes['SendError']> = ResolversObject<{
+  code?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  fieldViolations?: Resolver<Array<ResolversTypes['FieldViolation']>, ParentType, ContextType>;
+  retryAfterMs?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+}>;
+
+export type FieldViolationResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['FieldViolation'] = ResolversParentTypes['FieldViolation']> = ResolversObject<{
+  field?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  description?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type StatsResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Stats'] = ResolversParentTypes['Stats']> = ResolversObject<{
+  createdAfter?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  createdBefore?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  rows?: Resolver<Array<ResolversTypes['StatsRow']>, ParentType, ContextType>;
+  total?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
+export type StatsRowResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['StatsRow'] = ResolversParentTypes['StatsRow']> = ResolversObject<{
+  channel?: Resolver<ResolversTypes['Channel'], ParentType, ContextType>;
+  status?: Resolver<ResolversTypes['NotificationStatus'], ParentType, ContextType>;
+  count?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+}>;
+
 export type Resolvers<ContextType = GatewayContext> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   Query?: QueryResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
   Me?: MeResolvers<ContextType>;
+  MarkResult?: MarkResultResolvers<ContextType>;
+  MarkNotificationsPayload?: MarkNotificationsPayloadResolvers<ContextType>;
+  MarkAllReadPayload?: MarkAllReadPayloadResolvers<ContextType>;
   Notification?: NotificationResolvers<ContextType>;
   Content?: ContentResolvers<ContextType>;
   KeyValue?: KeyValueResolvers<ContextType>;
@@ -448,5 +1022,24 @@ export type Resolvers<ContextType = GatewayContext> = ResolversObject<{
   NotificationEdge?: NotificationEdgeResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
   SendNotificationPayload?: SendNotificationPayloadResolvers<ContextType>;
+  PinnedTemplate?: PinnedTemplateResolvers<ContextType>;
+  Template?: TemplateResolvers<ContextType>;
+  TemplateVariable?: TemplateVariableResolvers<ContextType>;
+  TemplateLocale?: TemplateLocaleResolvers<ContextType>;
+  EmailTemplateParts?: EmailTemplatePartsResolvers<ContextType>;
+  SmsTemplateParts?: SmsTemplatePartsResolvers<ContextType>;
+  MessageTemplateParts?: MessageTemplatePartsResolvers<ContextType>;
+  WebhookTemplateParts?: WebhookTemplatePartsResolvers<ContextType>;
+  TemplateConnection?: TemplateConnectionResolvers<ContextType>;
+  TemplateEdge?: TemplateEdgeResolvers<ContextType>;
+  Preferences?: PreferencesResolvers<ContextType>;
+  PreferenceRule?: PreferenceRuleResolvers<ContextType>;
+  QuietHours?: QuietHoursResolvers<ContextType>;
+  SendNotificationsPayload?: SendNotificationsPayloadResolvers<ContextType>;
+  SendNotificationResult?: SendNotificationResultResolvers<ContextType>;
+  SendError?: SendErrorResolvers<ContextType>;
+  FieldViolation?: FieldViolationResolvers<ContextType>;
+  Stats?: StatsResolvers<ContextType>;
+  StatsRow?: StatsRowResolvers<ContextType>;
 }>;
 

@@ -8,6 +8,7 @@ import {
   statusesLeadingTo,
   type Channel,
   type Content,
+  type InboxChange,
   type Notification,
   type NotificationEvent,
   type PinnedTemplate,
@@ -22,6 +23,7 @@ import type {
   NotificationStore,
 } from '../../domain/ports.js';
 import { createBatcher } from './batcher.js';
+import { queryStats } from './notification-stats.js';
 
 export interface NotificationStoreOptions {
   /** Largest multi-row statement. */
@@ -34,7 +36,8 @@ export interface NotificationStoreOptions {
   concurrency?: number;
 }
 
-const COLUMNS = `id, tenant_id, user_id, channel, priority, category, content, "to", idempotency_key,
+/** Every column of notification, in the order `Row` names them (other stores select them too). */
+export const COLUMNS = `id, tenant_id, user_id, channel, priority, category, content, "to", idempotency_key,
   request_hash, correlation_id, metadata, status, attempt, version, generation, send_at, created_at,
   updated_at, delivered_at, next_attempt_at, lease_until, published_at, provider,
   provider_message_id, last_error, attempt_floor, dead_lettered_at, template, status_reason, seen_at,
@@ -50,7 +53,8 @@ const APPEND_EVENTS = `ev as (
     generation, time)
   select id, version, status, attempt, ev_provider, ev_error, generation, updated_at from changed)`;
 
-interface Row {
+/** A notification row as pg returns it; `toNotification` maps it. */
+export interface Row {
   id: string;
   tenant_id: string;
   user_id: string;
@@ -95,6 +99,7 @@ interface EventRow {
   error: string | null;
   generation: number;
   time: Date | string;
+  inbox_change: string | null;
 }
 
 export function createNotificationStore(
@@ -376,6 +381,21 @@ export function createNotificationStore(
       return rows[0] ? toNotification(rows[0]) : null;
     },
 
+    async deliverNow(tenantId, id) {
+      const rows = await query<Row>(
+        `with changed as (
+           update notification n set status = 'PENDING', version = n.version + 1,
+             updated_at = now(), send_at = now(), published_at = null
+           where n.tenant_id = $1 and n.id = $2 and n.status = 'SCHEDULED'
+           returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [tenantId, id],
+      );
+      return rows[0] ? toNotification(rows[0]) : null;
+    },
+
     async markPublished(jobs) {
       await Promise.all(jobs.map((j) => publishedOne(j)));
     },
@@ -433,6 +453,8 @@ export function createNotificationStore(
         [now, limit, maxAttempts],
       );
     },
+
+    countByChannelAndStatus: (tenantId, q) => queryStats(pool, tenantId, q),
 
     async expireIdempotencyKeys(olderThan, limit) {
       const { rowCount } = await pool.query(
@@ -534,7 +556,8 @@ export function createNotificationStore(
   };
 }
 
-function qualified(alias: string): string {
+/** COLUMNS qualified by a table alias (for `returning` of an update joined to other tables). */
+export function qualified(alias: string): string {
   return COLUMNS.split(',')
     .map((c) => `${alias}.${c.trim()}`)
     .join(', ');
@@ -557,7 +580,7 @@ const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
 const maybeDate = (v: Date | string | null): Date | null => (v === null ? null : date(v));
 const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
-function toNotification(r: Row): Notification {
+export function toNotification(r: Row): Notification {
   return {
     id: r.id,
     tenantId: r.tenant_id,
@@ -604,5 +627,6 @@ function toEvent(r: EventRow): NotificationEvent {
     error: r.error,
     generation: r.generation,
     time: date(r.time),
+    inboxChange: r.inbox_change as InboxChange | null,
   };
 }

@@ -14,9 +14,13 @@ import {
 } from './entities.js';
 import { Migration20261121Access } from './migrations/migration-20261121-access.js';
 import { Migration20261121DeadLetters } from './migrations/migration-20261121-dead-letters.js';
+import { Migration20261121Inbox } from './migrations/migration-20261121-inbox.js';
 import { Migration20261121Notifications } from './migrations/migration-20261121-notifications.js';
+import { Migration20261121Preferences } from './migrations/migration-20261121-preferences.js';
 import { Migration20261121Product } from './migrations/migration-20261121-product.js';
 import { Migration20261121Recipients } from './migrations/migration-20261121-recipients.js';
+import { Migration20261121Stats } from './migrations/migration-20261121-stats.js';
+import { Migration20261121Templates } from './migrations/migration-20261121-templates.js';
 
 export interface PostgresOptions {
   url: string;
@@ -30,6 +34,10 @@ export const MIGRATIONS = [
   Migration20261121Access,
   Migration20261121Recipients,
   Migration20261121Product,
+  Migration20261121Inbox,
+  Migration20261121Stats,
+  Migration20261121Preferences,
+  Migration20261121Templates,
 ];
 
 export interface Database {

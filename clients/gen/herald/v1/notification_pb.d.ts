@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file herald/v1/notification.proto.
@@ -83,11 +83,24 @@ export declare type SendRequest = Message<"herald.v1.SendRequest"> & {
   channel: Channel;
 
   /**
-   * The message. Required. (Field 4 is reserved for a template reference.)
+   * The message, written out. Exactly one of content and template is required: with neither,
+   * INVALID_ARGUMENT names `content`; with both, `template`.
    *
    * @generated from field: herald.v1.Content content = 3;
    */
   content?: Content | undefined;
+
+  /**
+   * The message, rendered from a stored template in the recipient's locale (fr-CA, then fr, then
+   * the template's default locale) when the Send is accepted; the notification keeps the rendered
+   * content and the version used (its `template`). Exactly one of content and template is
+   * required. The rendered content meets the same rules as `content` (a violation names
+   * `template`); a template without parts for the channel is INVALID_ARGUMENT naming
+   * `template.id`.
+   *
+   * @generated from field: herald.v1.TemplateRef template = 4;
+   */
+  template?: TemplateRef | undefined;
 
   /**
    * Direct address that overrides the recipient's stored one. Optional. email: an email address
@@ -152,6 +165,45 @@ export declare type SendRequest = Message<"herald.v1.SendRequest"> & {
 export declare const SendRequestSchema: GenMessage<SendRequest>;
 
 /**
+ * TemplateRef names the template a Send renders, and the values of its variables.
+ *
+ * @generated from message herald.v1.TemplateRef
+ */
+export declare type TemplateRef = Message<"herald.v1.TemplateRef"> & {
+  /**
+   * The template id (see TemplateService). Required. NOT_FOUND when the tenant has no such
+   * template; FAILED_PRECONDITION when it is archived.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The version to render. Optional; 0 means the latest at the time of the Send; at least 0.
+   * NOT_FOUND when the template has no such version.
+   *
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+
+  /**
+   * The variables' values. A declared required variable missing here is INVALID_ARGUMENT naming
+   * `template.variables.<name>`; an optional one takes its default; names the version does not
+   * declare are ignored (so callers may send a variable before the version using it exists).
+   * Optional; at most 64 entries; keys 1 to 64 characters; values at most 4,096 characters.
+   *
+   * @generated from field: map<string, string> variables = 3;
+   */
+  variables: { [key: string]: string };
+};
+
+/**
+ * Describes the message herald.v1.TemplateRef.
+ * Use `create(TemplateRefSchema)` to create a new message.
+ */
+export declare const TemplateRefSchema: GenMessage<TemplateRef>;
+
+/**
  * SendResponse acknowledges an accepted (committed) notification.
  *
  * @generated from message herald.v1.SendResponse
@@ -165,7 +217,8 @@ export declare type SendResponse = Message<"herald.v1.SendResponse"> & {
   id: string;
 
   /**
-   * The status right after acceptance: PENDING or SCHEDULED.
+   * The status right after acceptance: PENDING; SCHEDULED (a future send_at, or deferred by
+   * quiet hours); or SUPPRESSED (the recipient opted out; stored, never delivered).
    *
    * @generated from field: herald.v1.NotificationStatus status = 2;
    */
@@ -283,7 +336,8 @@ export declare type Notification = Message<"herald.v1.Notification"> & {
   attempt: number;
 
   /**
-   * When delivery is due, if it was scheduled.
+   * When delivery is due, if it was scheduled: the requested send_at, the end of the quiet hours
+   * it was deferred to, or when DeliverNow released it.
    *
    * @generated from field: google.protobuf.Timestamp send_at = 13;
    */
@@ -494,6 +548,15 @@ export declare type NotificationEvent = Message<"herald.v1.NotificationEvent"> &
    * @generated from field: int64 generation = 7;
    */
   generation: bigint;
+
+  /**
+   * For a change of in-app inbox state (see InboxService): what changed. The status stays
+   * DELIVERED through these, so without it a watcher could not tell them apart. Unset
+   * (INBOX_CHANGE_UNSPECIFIED) for status changes.
+   *
+   * @generated from field: herald.v1.InboxChange inbox_change = 8;
+   */
+  inboxChange: InboxChange;
 };
 
 /**
@@ -679,6 +742,47 @@ export declare type CancelNotificationResponse = Message<"herald.v1.CancelNotifi
 export declare const CancelNotificationResponseSchema: GenMessage<CancelNotificationResponse>;
 
 /**
+ * DeliverNowRequest names the scheduled notification to release.
+ *
+ * @generated from message herald.v1.DeliverNowRequest
+ */
+export declare type DeliverNowRequest = Message<"herald.v1.DeliverNowRequest"> & {
+  /**
+   * The notification id. Required; a UUID.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message herald.v1.DeliverNowRequest.
+ * Use `create(DeliverNowRequestSchema)` to create a new message.
+ */
+export declare const DeliverNowRequestSchema: GenMessage<DeliverNowRequest>;
+
+/**
+ * DeliverNowResponse carries the notification after the release.
+ *
+ * @generated from message herald.v1.DeliverNowResponse
+ */
+export declare type DeliverNowResponse = Message<"herald.v1.DeliverNowResponse"> & {
+  /**
+   * The notification: PENDING with send_at now when this call released it; as it was when it had
+   * been released already.
+   *
+   * @generated from field: herald.v1.Notification notification = 1;
+   */
+  notification?: Notification | undefined;
+};
+
+/**
+ * Describes the message herald.v1.DeliverNowResponse.
+ * Use `create(DeliverNowResponseSchema)` to create a new message.
+ */
+export declare const DeliverNowResponseSchema: GenMessage<DeliverNowResponse>;
+
+/**
  * WatchNotificationsRequest chooses what to watch. Exactly one of the targets is required.
  *
  * @generated from message herald.v1.WatchNotificationsRequest
@@ -764,6 +868,282 @@ export declare type WatchNotificationsResponse = Message<"herald.v1.WatchNotific
  * Use `create(WatchNotificationsResponseSchema)` to create a new message.
  */
 export declare const WatchNotificationsResponseSchema: GenMessage<WatchNotificationsResponse>;
+
+/**
+ * SendBatchRequest is up to 1,000 notifications to send in one call.
+ *
+ * @generated from message herald.v1.SendBatchRequest
+ */
+export declare type SendBatchRequest = Message<"herald.v1.SendBatchRequest"> & {
+  /**
+   * The notifications. Required; 1 to 1,000 items, each with SendRequest's rules. A bad field of
+   * an item is reported in that item's result, named `items[<index>].<field>`.
+   *
+   * @generated from field: repeated herald.v1.SendRequest items = 1;
+   */
+  items: SendRequest[];
+};
+
+/**
+ * Describes the message herald.v1.SendBatchRequest.
+ * Use `create(SendBatchRequestSchema)` to create a new message.
+ */
+export declare const SendBatchRequestSchema: GenMessage<SendBatchRequest>;
+
+/**
+ * SendBatchResponse says what became of each item of a SendBatchRequest.
+ *
+ * @generated from message herald.v1.SendBatchResponse
+ */
+export declare type SendBatchResponse = Message<"herald.v1.SendBatchResponse"> & {
+  /**
+   * One result per item, in request order: results[i] is about items[i].
+   *
+   * @generated from field: repeated herald.v1.SendBatchResult results = 1;
+   */
+  results: SendBatchResult[];
+
+  /**
+   * How many items were accepted (replays included).
+   *
+   * @generated from field: int32 accepted_count = 2;
+   */
+  acceptedCount: number;
+
+  /**
+   * How many items failed.
+   *
+   * @generated from field: int32 failed_count = 3;
+   */
+  failedCount: number;
+};
+
+/**
+ * Describes the message herald.v1.SendBatchResponse.
+ * Use `create(SendBatchResponseSchema)` to create a new message.
+ */
+export declare const SendBatchResponseSchema: GenMessage<SendBatchResponse>;
+
+/**
+ * SendBatchResult is the outcome of one item of a batch.
+ *
+ * @generated from message herald.v1.SendBatchResult
+ */
+export declare type SendBatchResult = Message<"herald.v1.SendBatchResult"> & {
+  /**
+   * Exactly one of these is set.
+   *
+   * @generated from oneof herald.v1.SendBatchResult.result
+   */
+  result: {
+    /**
+     * The item was accepted, or replayed by its idempotency key: what Send would have answered.
+     *
+     * @generated from field: herald.v1.SendResponse accepted = 1;
+     */
+    value: SendResponse;
+    case: "accepted";
+  } | {
+    /**
+     * The item was not accepted: the error its Send would have failed with. Nothing was stored
+     * for it, and it used no rate-limit quota.
+     *
+     * @generated from field: herald.v1.SendBatchError error = 2;
+     */
+    value: SendBatchError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message herald.v1.SendBatchResult.
+ * Use `create(SendBatchResultSchema)` to create a new message.
+ */
+export declare const SendBatchResultSchema: GenMessage<SendBatchResult>;
+
+/**
+ * SendBatchError is the error one item failed with, as Send would have returned it.
+ *
+ * @generated from message herald.v1.SendBatchError
+ */
+export declare type SendBatchError = Message<"herald.v1.SendBatchError"> & {
+  /**
+   * The gRPC status code name: INVALID_ARGUMENT (a bad field), FAILED_PRECONDITION (e.g. no
+   * address for the channel), NOT_FOUND (e.g. an unknown template), ALREADY_EXISTS (the
+   * idempotency key was used with a different request), RESOURCE_EXHAUSTED (over the user's rate
+   * limit), UNAVAILABLE (a dependency is down: retry the item) or INTERNAL.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * What went wrong, as Send's error message would say it.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * INVALID_ARGUMENT only: every bad field of the item, named from the batch request.
+   *
+   * @generated from field: repeated herald.v1.SendBatchError.FieldViolation field_violations = 3;
+   */
+  fieldViolations: SendBatchError_FieldViolation[];
+
+  /**
+   * RESOURCE_EXHAUSTED only: how long to wait before retrying this item.
+   *
+   * @generated from field: google.protobuf.Duration retry_delay = 4;
+   */
+  retryDelay?: Duration | undefined;
+};
+
+/**
+ * Describes the message herald.v1.SendBatchError.
+ * Use `create(SendBatchErrorSchema)` to create a new message.
+ */
+export declare const SendBatchErrorSchema: GenMessage<SendBatchError>;
+
+/**
+ * FieldViolation is one bad field of the item and the rule it broke.
+ *
+ * @generated from message herald.v1.SendBatchError.FieldViolation
+ */
+export declare type SendBatchError_FieldViolation = Message<"herald.v1.SendBatchError.FieldViolation"> & {
+  /**
+   * The field's path from the batch request, e.g. `items[17].user_id`.
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * The rule it broke, e.g. "is required".
+   *
+   * @generated from field: string description = 2;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message herald.v1.SendBatchError.FieldViolation.
+ * Use `create(SendBatchError_FieldViolationSchema)` to create a new message.
+ */
+export declare const SendBatchError_FieldViolationSchema: GenMessage<SendBatchError_FieldViolation>;
+
+/**
+ * GetStatsRequest chooses the window (created_after inclusive, created_before exclusive) and the
+ * channels to count.
+ *
+ * @generated from message herald.v1.GetStatsRequest
+ */
+export declare type GetStatsRequest = Message<"herald.v1.GetStatsRequest"> & {
+  /**
+   * Count notifications created at or after this time. Optional; defaults to 24 hours before
+   * created_before; at most 31 days before created_before.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 1;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Count notifications created before this time. Optional; defaults to now; after
+   * created_after.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 2;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * Only these channels. Optional; each one a defined channel; empty counts every channel.
+   *
+   * @generated from field: repeated herald.v1.Channel channels = 3;
+   */
+  channels: Channel[];
+};
+
+/**
+ * Describes the message herald.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export declare const GetStatsRequestSchema: GenMessage<GetStatsRequest>;
+
+/**
+ * GetStatsResponse holds the counts of one window.
+ *
+ * @generated from message herald.v1.GetStatsResponse
+ */
+export declare type GetStatsResponse = Message<"herald.v1.GetStatsResponse"> & {
+  /**
+   * One row per (channel, status) pair with at least one notification, ordered by channel then
+   * status (in enum order). Pairs with no notification are left out.
+   *
+   * @generated from field: repeated herald.v1.StatsRow rows = 1;
+   */
+  rows: StatsRow[];
+
+  /**
+   * The sum of the rows' counts: every notification created in the window (on the channels).
+   *
+   * @generated from field: int64 total = 2;
+   */
+  total: bigint;
+
+  /**
+   * The start of the window counted (inclusive), defaults applied.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 3;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * The end of the window counted (exclusive), defaults applied.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 4;
+   */
+  createdBefore?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message herald.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export declare const GetStatsResponseSchema: GenMessage<GetStatsResponse>;
+
+/**
+ * StatsRow counts the notifications of one channel that are now in one status.
+ *
+ * @generated from message herald.v1.StatsRow
+ */
+export declare type StatsRow = Message<"herald.v1.StatsRow"> & {
+  /**
+   * The channel.
+   *
+   * @generated from field: herald.v1.Channel channel = 1;
+   */
+  channel: Channel;
+
+  /**
+   * The current status (not the status at the end of the window).
+   *
+   * @generated from field: herald.v1.NotificationStatus status = 2;
+   */
+  status: NotificationStatus;
+
+  /**
+   * How many notifications; at least 1.
+   *
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message herald.v1.StatsRow.
+ * Use `create(StatsRowSchema)` to create a new message.
+ */
+export declare const StatsRowSchema: GenMessage<StatsRow>;
 
 /**
  * Channel is the medium a notification is delivered through.
@@ -891,7 +1271,8 @@ export enum NotificationStatus {
   PENDING = 1,
 
   /**
-   * Accepted with a future send_at; released to PENDING when due.
+   * Accepted with a future send_at, or deferred to the end of the recipient's quiet hours
+   * (status_reason says so); released to PENDING when due, or at once by DeliverNow.
    *
    * @generated from enum value: NOTIFICATION_STATUS_SCHEDULED = 2;
    */
@@ -944,6 +1325,61 @@ export enum NotificationStatus {
  * Describes the enum herald.v1.NotificationStatus.
  */
 export declare const NotificationStatusSchema: GenEnum<NotificationStatus>;
+
+/**
+ * InboxChange is a change of an in-app notification's inbox state: what MarkInbox is asked to do,
+ * and what a NotificationEvent reports.
+ *
+ * @generated from enum herald.v1.InboxChange
+ */
+export enum InboxChange {
+  /**
+   * Not an inbox change (a status change); rejected as a MarkInbox action.
+   *
+   * @generated from enum value: INBOX_CHANGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The user saw it (e.g. the inbox list was opened): sets seen_at.
+   *
+   * @generated from enum value: INBOX_CHANGE_SEEN = 1;
+   */
+  SEEN = 1,
+
+  /**
+   * The user read it: sets read_at, and seen_at unless already set.
+   *
+   * @generated from enum value: INBOX_CHANGE_READ = 2;
+   */
+  READ = 2,
+
+  /**
+   * Back to unread: clears read_at (seen_at stays).
+   *
+   * @generated from enum value: INBOX_CHANGE_UNREAD = 3;
+   */
+  UNREAD = 3,
+
+  /**
+   * Out of the inbox into the archive: sets archived_at (read state stays).
+   *
+   * @generated from enum value: INBOX_CHANGE_ARCHIVED = 4;
+   */
+  ARCHIVED = 4,
+
+  /**
+   * Back from the archive into the inbox: clears archived_at.
+   *
+   * @generated from enum value: INBOX_CHANGE_UNARCHIVED = 5;
+   */
+  UNARCHIVED = 5,
+}
+
+/**
+ * Describes the enum herald.v1.InboxChange.
+ */
+export declare const InboxChangeSchema: GenEnum<InboxChange>;
 
 /**
  * NotificationService accepts notifications for delivery and reports their state.
@@ -1001,8 +1437,23 @@ export declare const NotificationService: GenService<{
     output: typeof CancelNotificationResponseSchema;
   },
   /**
+   * DeliverNow releases a SCHEDULED notification (a future send_at, or deferred by quiet hours)
+   * at once: it becomes PENDING and goes to the workers now, bypassing quiet hours. Idempotent:
+   * one already released (PENDING, PROCESSING, RETRYING or DELIVERED) is returned unchanged.
+   * CANCELLED, SUPPRESSED and FAILED ones are FAILED_PRECONDITION; an unknown id is NOT_FOUND.
+   *
+   * @generated from rpc herald.v1.NotificationService.DeliverNow
+   */
+  deliverNow: {
+    methodKind: "unary";
+    input: typeof DeliverNowRequestSchema;
+    output: typeof DeliverNowResponseSchema;
+  },
+  /**
    * WatchNotifications streams the state of one notification or of one user's notifications:
-   * the current state first, then every status change, in order, until the caller cancels.
+   * the current state first, then every status change, in order, until the caller cancels. The
+   * inbox changes of an in_app notification (see InboxService) are changes too: DELIVERED states
+   * whose event has inbox_change set.
    *
    * @generated from rpc herald.v1.NotificationService.WatchNotifications
    */
@@ -1010,6 +1461,31 @@ export declare const NotificationService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchNotificationsRequestSchema;
     output: typeof WatchNotificationsResponseSchema;
+  },
+  /**
+   * SendBatch accepts up to 1,000 notifications in one call. Each item goes through exactly what
+   * a Send of its own would: validation, its user's rate limit, its own idempotency key, storage
+   * and hand-off to the workers. A bad item never affects the others: the call succeeds with one
+   * result per item, in request order, each the item's SendResponse or the error its Send would
+   * have failed with. INVALID_ARGUMENT naming `items` only when there are no items or too many.
+   *
+   * @generated from rpc herald.v1.NotificationService.SendBatch
+   */
+  sendBatch: {
+    methodKind: "unary";
+    input: typeof SendBatchRequestSchema;
+    output: typeof SendBatchResponseSchema;
+  },
+  /**
+   * GetStats counts the tenant's notifications created in a time window, by channel and current
+   * status. It reads an index covering the window, never the table, so it is cheap to poll.
+   *
+   * @generated from rpc herald.v1.NotificationService.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
   },
 }>;
 

@@ -1,0 +1,102 @@
+/**
+ * herald.v1.InboxService: a user's in-app inbox. A user token acts on its own user; an API key
+ * names the user in the request.
+ */
+import { create } from '@bufbuild/protobuf';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import {
+  GetUnreadCountResponseSchema,
+  InboxFilter as PbInboxFilter,
+  ListInboxResponseSchema,
+  MarkAllReadResponseSchema,
+  MarkInboxResponseSchema,
+  MarkOutcome as PbMarkOutcome,
+  type GetUnreadCountRequest,
+  type InboxService,
+  type ListInboxRequest,
+  type MarkAllReadRequest,
+  type MarkInboxRequest,
+} from '@herald/client/gen/herald/v1/inbox_pb';
+import type { Principal } from '../domain/access.js';
+import { PermissionDeniedError } from '../domain/errors.js';
+import type { Inbox, MarkOutcome } from '../domain/inbox.js';
+import { principalOf } from './auth.js';
+import { inboxChangeFromPb, notificationToPb } from './mapping.js';
+
+const OUTCOMES: Record<MarkOutcome, PbMarkOutcome> = {
+  changed: PbMarkOutcome.CHANGED,
+  unchanged: PbMarkOutcome.UNCHANGED,
+  not_found: PbMarkOutcome.NOT_FOUND,
+};
+
+export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
+  constructor(private readonly inbox: Inbox) {}
+
+  async listInbox(req: ListInboxRequest, ctx: HandlerContext) {
+    const p = principalOf(ctx);
+    const page = await this.inbox.list(p.tenantId, {
+      userId: inboxUser(p, req.userId),
+      filter: filterFromPb(req.filter),
+      pageSize: req.pageSize,
+      pageToken: req.pageToken,
+    });
+    return create(ListInboxResponseSchema, {
+      notifications: page.notifications.map(notificationToPb),
+      nextPageToken: page.nextPageToken,
+    });
+  }
+
+  async markInbox(req: MarkInboxRequest, ctx: HandlerContext) {
+    const p = principalOf(ctx);
+    const { results, unreadCount } = await this.inbox.mark(p.tenantId, {
+      userId: inboxUser(p, req.userId),
+      ids: req.ids,
+      change: inboxChangeFromPb(req.action),
+    });
+    return create(MarkInboxResponseSchema, {
+      results: results.map((r) => ({
+        id: r.id,
+        outcome: OUTCOMES[r.outcome],
+        notification: r.notification === null ? undefined : notificationToPb(r.notification),
+      })),
+      unreadCount: BigInt(unreadCount),
+    });
+  }
+
+  async markAllRead(req: MarkAllReadRequest, ctx: HandlerContext) {
+    const p = principalOf(ctx);
+    const { marked, unreadCount } = await this.inbox.markAllRead(
+      p.tenantId,
+      inboxUser(p, req.userId),
+    );
+    return create(MarkAllReadResponseSchema, {
+      marked: BigInt(marked),
+      unreadCount: BigInt(unreadCount),
+    });
+  }
+
+  async getUnreadCount(req: GetUnreadCountRequest, ctx: HandlerContext) {
+    const p = principalOf(ctx);
+    const n = await this.inbox.unreadCount(p.tenantId, inboxUser(p, req.userId));
+    return create(GetUnreadCountResponseSchema, { unreadCount: BigInt(n) });
+  }
+}
+
+/**
+ * Whose inbox: a user token's own user (a request naming anyone else is refused), or for an API
+ * key the request's user_id (the use case requires it).
+ */
+function inboxUser(p: Principal, requested: string): string {
+  if (p.userId === null) return requested;
+  if (requested !== '' && requested !== p.userId) {
+    throw new PermissionDeniedError('user_id: a user token may only use its own inbox');
+  }
+  return p.userId;
+}
+
+/** The domain filter ('' when unset; a description the use case rejects when unknown). */
+function filterFromPb(value: PbInboxFilter): string {
+  if (value === PbInboxFilter.UNSPECIFIED) return '';
+  const name = PbInboxFilter[value] as string | undefined;
+  return name === undefined ? `unknown value ${value}` : name.toLowerCase();
+}

@@ -1,0 +1,300 @@
+/**
+ * PreferenceService and the Send path's opt-out decision: an opted-out Send is stored SUPPRESSED
+ * with its reason and never delivered; a required category is delivered despite an opt-out; tenant
+ * defaults and channel-wide opt-outs apply; a user token reaches only its own preferences.
+ */
+import { randomUUID } from 'node:crypto';
+import { Code } from '@connectrpc/connect';
+import { Channel, NotificationStatus, createHeraldClient, type HeraldClient } from '@herald/client';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { SendRequestSchema } from '@herald/client/gen/herald/v1/notification_pb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
+import { createTestApiKey } from '../support/access.js';
+import { rejection, violatedFields } from '../support/connect.js';
+import { startTestHerald, type TestHerald } from '../support/herald.js';
+
+const MASTER = 'preferences-test-master-secret-0123456789';
+const TENANT = 'tenant-prefs';
+
+let t: TestHerald;
+let herald: HeraldClient;
+const clients: HeraldClient[] = [];
+
+function clientWith(apiKey: string): HeraldClient {
+  const c = createHeraldClient({ baseUrl: t.h2cUrl, apiKey });
+  clients.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  t = await startTestHerald({ env: { HERALD_AUTH: 'required', HERALD_TOKEN_SECRET: MASTER } });
+  herald = clientWith(await createTestApiKey(t.db.pool, TENANT, ['send', 'read', 'admin']));
+});
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await t?.stop();
+});
+
+const user = () => `p-${randomUUID()}`;
+type Send = MessageInitShape<typeof SendRequestSchema>;
+const email = (userId: string, category: string, more: { idempotencyKey?: string } = {}): Send => ({
+  userId,
+  channel: Channel.EMAIL,
+  to: 'a@example.com',
+  category,
+  content: { subject: 's', body: 'b' },
+  ...more,
+});
+const sms = (userId: string, category: string): Send => ({
+  userId,
+  channel: Channel.SMS,
+  to: '+15550001234',
+  category,
+  content: { body: 'b' },
+});
+
+async function delivered(id: string) {
+  await expect
+    .poll(async () => (await herald.getNotification({ id })).notification?.status, {
+      timeout: 20_000,
+      interval: 50,
+    })
+    .toBe(NotificationStatus.DELIVERED);
+  await expect.poll(() => t.deliveries().includes(id), { timeout: 5_000 }).toBe(true);
+}
+
+/**
+ * Sends a notification that nothing holds back to the same user and waits for its delivery: the
+ * worker has then long had any chance to deliver `id`, which must still be SUPPRESSED and absent
+ * from the provider's deliveries.
+ */
+async function expectNeverDelivered(id: string, userId: string, reason: string) {
+  const control = await herald.send(email(userId, 'control'));
+  await delivered(control.id);
+  const got = await herald.getNotification({ id });
+  expect(got.notification).toMatchObject({
+    status: NotificationStatus.SUPPRESSED,
+    statusReason: reason,
+    attempt: 0,
+  });
+  expect(got.events.map((e) => [e.status, e.error])).toEqual([
+    [NotificationStatus.SUPPRESSED, reason],
+  ]);
+  expect(t.deliveries()).not.toContain(id);
+}
+
+describe('Send with preferences', () => {
+  it('suppresses an opted-out category with the reason and never delivers it', async () => {
+    const u = user();
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: { rules: [{ channel: Channel.EMAIL, category: 'marketing', enabled: false }] },
+    });
+    // The rate limit reports the quota a Send took; a suppressed one takes none.
+    const policies: (string | null)[] = [];
+    const onHeader = (h: Headers) => policies.push(h.get('ratelimit-policy'));
+    const res = await herald.send(email(u, 'marketing'), { onHeader });
+    expect(res.status).toBe(NotificationStatus.SUPPRESSED);
+    await herald.send(email(u, 'other'), { onHeader });
+    expect(policies[0]).toBeNull();
+    expect(policies[1]).toMatch(/;q=100000;/);
+    await expectNeverDelivered(
+      res.id,
+      u,
+      'opted out of category "marketing" on email (user preference)',
+    );
+    // The opt-out is for email only.
+    const onSms = await herald.send(sms(u, 'marketing'));
+    expect(onSms.status).toBe(NotificationStatus.PENDING);
+    await delivered(onSms.id);
+  });
+
+  it('delivers a required category despite an opt-out', async () => {
+    const u = user();
+    await herald.preferences.updateTenantPreferences({
+      preferences: { requiredCategories: ['security'] },
+    });
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: {
+        rules: [
+          { channel: Channel.EMAIL, enabled: false },
+          { category: 'security', enabled: false },
+        ],
+      },
+    });
+    const res = await herald.send(email(u, 'security'));
+    expect(res.status).toBe(NotificationStatus.PENDING);
+    await delivered(res.id);
+    const other = await herald.send(email(u, 'digest'));
+    expect(other.status).toBe(NotificationStatus.SUPPRESSED);
+  });
+
+  it('applies the tenant default unless the user rules otherwise', async () => {
+    await herald.preferences.updateTenantPreferences({
+      preferences: { defaultRules: [{ category: 'promo', enabled: false }] },
+    });
+    const u = user();
+    const res = await herald.send(email(u, 'promo'));
+    expect(res.status).toBe(NotificationStatus.SUPPRESSED);
+    await expectNeverDelivered(
+      res.id,
+      u,
+      'opted out of category "promo" on every channel (tenant default)',
+    );
+    const optedIn = user();
+    await herald.preferences.updatePreferences({
+      userId: optedIn,
+      preferences: { rules: [{ channel: Channel.EMAIL, category: 'promo', enabled: true }] },
+    });
+    await delivered((await herald.send(email(optedIn, 'promo'))).id);
+  });
+
+  it('suppresses every category on a channel the user opted out of', async () => {
+    const u = user();
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: { rules: [{ channel: Channel.SMS, enabled: false }] },
+    });
+    for (const category of ['orders', '']) {
+      const res = await herald.send(sms(u, category));
+      expect(res.status).toBe(NotificationStatus.SUPPRESSED);
+      const got = await herald.getNotification({ id: res.id });
+      expect(got.notification?.statusReason).toBe('opted out of sms (user preference)');
+      expect(t.deliveries()).not.toContain(res.id);
+    }
+    await delivered((await herald.send(email(u, 'orders'))).id);
+  });
+
+  it('replays a suppressed Send by its idempotency key', async () => {
+    const u = user();
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: { rules: [{ category: 'news', enabled: false }] },
+    });
+    const req = email(u, 'news', { idempotencyKey: `k-${u}` });
+    const first = await herald.send(req);
+    const again = await herald.send(req);
+    expect(again).toMatchObject({
+      id: first.id,
+      status: NotificationStatus.SUPPRESSED,
+      replayed: true,
+    });
+  });
+});
+
+describe('PreferenceService', () => {
+  it('returns what was stored, with the tenant settings and effective quiet hours', async () => {
+    const u = user();
+    const empty = await herald.preferences.getPreferences({ userId: u });
+    expect(empty.preferences).toMatchObject({ userId: u, rules: [] });
+    expect(empty.preferences?.quietHours).toBeUndefined();
+    expect(empty.preferences?.updatedAt).toBeUndefined();
+
+    const updated = await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: {
+        rules: [{ channel: Channel.PUSH, category: 'chat', enabled: false }],
+        quietHours: { enabled: true, start: '23:00', end: '07:30' },
+      },
+    });
+    const got = await herald.preferences.getPreferences({ userId: u });
+    expect(got.preferences).toEqual(updated.preferences);
+    expect(got.preferences?.rules).toMatchObject([
+      { channel: Channel.PUSH, category: 'chat', enabled: false },
+    ]);
+    expect(got.effectiveQuietHours).toMatchObject({ enabled: true, start: '23:00', end: '07:30' });
+    expect(got.tenant?.defaultTimeZone).toBe('UTC');
+
+    const tenant = await herald.preferences.getTenantPreferences({});
+    expect(got.tenant).toEqual(tenant.preferences);
+  });
+
+  it('names every bad field', async () => {
+    const err = await rejection(
+      herald.preferences.updatePreferences({
+        userId: user(),
+        preferences: {
+          rules: [
+            { enabled: false },
+            { channel: 42 as Channel, category: 'Bad Category', enabled: false },
+            { channel: Channel.EMAIL, enabled: true },
+            { channel: Channel.EMAIL, enabled: false },
+          ],
+          quietHours: { enabled: true, start: '25:00', end: '7:00' },
+        },
+      }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(violatedFields(err).sort()).toEqual(
+      [
+        'preferences.rules[0]',
+        'preferences.rules[1].channel',
+        'preferences.rules[1].category',
+        'preferences.rules[3]',
+        'preferences.quiet_hours.start',
+        'preferences.quiet_hours.end',
+      ].sort(),
+    );
+    const tenant = await rejection(
+      herald.preferences.updateTenantPreferences({
+        preferences: {
+          requiredCategories: ['security', 'security', ''],
+          quietHours: { enabled: true, start: '08:00', end: '08:00' },
+          defaultTimeZone: 'Mars/Olympus',
+        },
+      }),
+    );
+    expect(violatedFields(tenant).sort()).toEqual(
+      [
+        'preferences.required_categories[1]',
+        'preferences.required_categories[2]',
+        'preferences.quiet_hours.end',
+        'preferences.default_time_zone',
+      ].sort(),
+    );
+  });
+
+  it('lets a user token read and change only its own preferences', async () => {
+    const u = user();
+    const token = issueUserToken({ master: MASTER, tenantId: TENANT, userId: u });
+    const mine = clientWith(token);
+    const updated = await mine.preferences.updatePreferences({
+      preferences: { rules: [{ category: 'marketing', enabled: false }] },
+    });
+    expect(updated.preferences?.userId).toBe(u);
+    // The service account sees the user's change.
+    const seen = await herald.preferences.getPreferences({ userId: u });
+    expect(seen.preferences?.rules).toMatchObject([{ category: 'marketing', enabled: false }]);
+    expect((await mine.preferences.getPreferences({ userId: u })).preferences?.userId).toBe(u);
+
+    const other = user();
+    for (const call of [
+      mine.preferences.getPreferences({ userId: other }),
+      mine.preferences.updatePreferences({ userId: other, preferences: {} }),
+      mine.preferences.getTenantPreferences({}),
+      mine.preferences.updateTenantPreferences({ preferences: {} }),
+    ]) {
+      expect((await rejection(call)).code).toBe(Code.PermissionDenied);
+    }
+    expect((await herald.preferences.getPreferences({ userId: other })).preferences?.rules).toEqual(
+      [],
+    );
+  });
+
+  it('needs read to get, send to update, and admin for the tenant settings', async () => {
+    const reader = clientWith(await createTestApiKey(t.db.pool, TENANT, ['read']));
+    const sender = clientWith(await createTestApiKey(t.db.pool, TENANT, ['send']));
+    const u = user();
+    await reader.preferences.getPreferences({ userId: u });
+    expect(
+      (await rejection(reader.preferences.updatePreferences({ userId: u, preferences: {} }))).code,
+    ).toBe(Code.PermissionDenied);
+    await sender.preferences.updatePreferences({ userId: u, preferences: {} });
+    expect((await rejection(sender.preferences.getTenantPreferences({}))).code).toBe(
+      Code.PermissionDenied,
+    );
+  });
+});
