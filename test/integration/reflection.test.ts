@@ -88,11 +88,7 @@ describe('ServerReflectionInfo via buf curl', () => {
       'grpc.health.v1.Health/Watch',
       'grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
       'grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo',
-      'herald.v1.NotificationService/CancelNotification',
-      'herald.v1.NotificationService/GetNotification',
-      'herald.v1.NotificationService/ListNotifications',
-      'herald.v1.NotificationService/Send',
-      'herald.v1.NotificationService/WatchNotifications',
+      ...NotificationService.methods.map((m) => `herald.v1.NotificationService/${m.name}`).sort(),
     ]);
   });
 
@@ -181,8 +177,9 @@ describe('ServerReflectionInfo', () => {
 
     expect(fileNames(response)).toEqual([
       'herald/v1/notification.proto',
-      file_google_protobuf_timestamp.proto.name,
+      ...file_herald_v1_notification.dependencies.map((d) => d.proto.name),
     ]);
+    expect(fileNames(response)).toContain(file_google_protobuf_timestamp.proto.name);
   });
 
   it.each([
