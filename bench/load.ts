@@ -419,6 +419,13 @@ async function warmUp(
           const res = await client.send(sendRequest(config, userId, -1), {
             timeoutMs: config.sendTimeout,
           });
+          if (res.status !== NotificationStatus.PENDING) {
+            // Quiet hours (22:00-08:00 by default) or preferences would hold the run's traffic.
+            throw new Error(
+              `a warm-up Send came back ${NotificationStatus[res.status]}, not PENDING: start ` +
+                'herald with HERALD_DEFAULT_QUIET_HOURS=off (and no opt-outs for the bench users)',
+            );
+          }
           userOfWarmup.set(res.id, userId);
           return res.id;
         }),

@@ -4,7 +4,7 @@
  * notification-store.ts.
  */
 import { defineEntity, p } from '@mikro-orm/postgresql';
-import type { Content } from '../../domain/notification.js';
+import type { Content, PinnedTemplate } from '../../domain/notification.js';
 
 export const NotificationEntity = defineEntity({
   name: 'Notification',
@@ -38,6 +38,11 @@ export const NotificationEntity = defineEntity({
     providerMessageId: p.text().nullable(),
     lastError: p.text().nullable(),
     deadLetteredAt: p.datetime().nullable(),
+    template: p.json<PinnedTemplate>().nullable(),
+    statusReason: p.text().nullable(),
+    seenAt: p.datetime().nullable(),
+    readAt: p.datetime().nullable(),
+    archivedAt: p.datetime().nullable(),
   },
 });
 
@@ -53,6 +58,7 @@ export const NotificationEventEntity = defineEntity({
     error: p.text().nullable(),
     generation: p.integer(),
     time: p.datetime(),
+    inboxChange: p.text().nullable(),
   },
 });
 
