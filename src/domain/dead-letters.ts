@@ -7,7 +7,7 @@ import { NotFoundError, ValidationError, type FieldViolation } from './errors.js
 import { isUuid } from './ids.js';
 import type { Channel, Notification, NotificationEvent } from './notification.js';
 import { eventOf, PAGE_SIZE, requireUuid } from './notifications.js';
-import { decodePageToken, encodePageToken } from './page-token.js';
+import { decodePageToken, pageOf } from './page-token.js';
 import type {
   DeadLetterQuery,
   DeadLetterSink,
@@ -85,12 +85,9 @@ export function createDeadLetters(deps: DeadLettersDeps) {
       cursor: cursor ? { deadLetteredAt: cursor.at, id: cursor.id } : null,
       limit: limit + 1,
     });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    const nextPageToken =
-      rows.length > limit && last?.deadLetteredAt
-        ? encodePageToken('dead-letters', { at: last.deadLetteredAt, id: last.id })
-        : '';
+    const { page, nextPageToken } = pageOf('dead-letters', rows, limit, (n) =>
+      n.deadLetteredAt === null ? null : { at: n.deadLetteredAt, id: n.id },
+    );
     return { deadLetters: page, nextPageToken };
   }
 

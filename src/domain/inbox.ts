@@ -8,7 +8,7 @@ import { ValidationError, type FieldViolation } from './errors.js';
 import { isUuid } from './ids.js';
 import { INBOX_CHANGES, type InboxChange, type Notification } from './notification.js';
 import { eventOf, PAGE_SIZE } from './notifications.js';
-import { decodePageToken, encodePageToken } from './page-token.js';
+import { decodePageToken, pageOf } from './page-token.js';
 import type { StatusEvents } from './ports.js';
 import type { StatusEvent } from './status-event.js';
 import { validateUserId } from './validation.js';
@@ -119,12 +119,10 @@ export function createInbox(deps: InboxDeps) {
       before ? { createdAt: before.at, id: before.id } : null,
       limit + 1,
     );
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    const nextPageToken =
-      rows.length > limit && last !== undefined
-        ? encodePageToken('inbox', { at: last.createdAt, id: last.id })
-        : '';
+    const { page, nextPageToken } = pageOf('inbox', rows, limit, (n) => ({
+      at: n.createdAt,
+      id: n.id,
+    }));
     return { notifications: page, nextPageToken };
   }
 

@@ -20,7 +20,7 @@ import {
   type PinnedTemplate,
   type Status,
 } from './notification.js';
-import { decodePageToken, encodePageToken } from './page-token.js';
+import { decodePageToken, pageOf } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
 import { admit, type Admission, type Preferences } from './preferences.js';
@@ -221,12 +221,10 @@ export function createNotifications(deps: NotificationsDeps) {
       before: before ? { createdAt: before.at, id: before.id } : null,
       limit: limit + 1,
     });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    const nextPageToken =
-      rows.length > limit && last !== undefined
-        ? encodePageToken('notifications', { at: last.createdAt, id: last.id })
-        : '';
+    const { page, nextPageToken } = pageOf('notifications', rows, limit, (n) => ({
+      at: n.createdAt,
+      id: n.id,
+    }));
     return { notifications: page, nextPageToken };
   }
 

@@ -29,6 +29,22 @@ export function encodePageToken(kind: PageTokenKind, position: PagePosition): st
   return Buffer.from(JSON.stringify(tag === null ? body : [tag, ...body])).toString('base64url');
 }
 
+/**
+ * One page of a listing that read `limit + 1` rows: the first `limit` rows, and the token of the
+ * page after them (empty on the last page). `positionOf` gives a row's keyset position.
+ */
+export function pageOf<T>(
+  kind: PageTokenKind,
+  rows: readonly T[],
+  limit: number,
+  positionOf: (row: T) => PagePosition | null,
+): { page: T[]; nextPageToken: string } {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  const position = rows.length > limit && last !== undefined ? positionOf(last) : null;
+  return { page, nextPageToken: position === null ? '' : encodePageToken(kind, position) };
+}
+
 /** The position in a token; undefined when the token is not one this kind of listing issued. */
 export function decodePageToken(kind: PageTokenKind, token: string): PagePosition | undefined {
   try {

@@ -13,6 +13,7 @@ import {
 } from '@connectrpc/connect';
 import type { Authenticator, Principal, Scope } from '../domain/access.js';
 import { requireScope } from '../domain/access.js';
+import { PermissionDeniedError } from '../domain/errors.js';
 
 /** The scope each RPC needs, by `<service>/<method>`. An RPC missing here is refused. */
 const SCOPE_OF: Record<string, Scope> = {
@@ -82,6 +83,19 @@ export function principalOf(ctx: HandlerContext): Principal {
   const p = ctx.values.get(principalKey);
   if (p === null) throw new ConnectError('unauthenticated', Code.Unauthenticated);
   return p;
+}
+
+/**
+ * The user a request speaks for: a user token's own (an empty `user_id` means it; naming anyone
+ * else is refused), or, for an API key, the request's `user_id` as given. `what` names what the
+ * user token may reach, for the refusal ("its own inbox").
+ */
+export function requestUser(p: Principal, requested: string, what: string): string {
+  if (p.userId === null) return requested;
+  if (requested !== '' && requested !== p.userId) {
+    throw new PermissionDeniedError(`user_id: a user token may only reach ${what}`);
+  }
+  return p.userId;
 }
 
 export interface AuthOptions {

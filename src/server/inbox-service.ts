@@ -17,10 +17,8 @@ import {
   type MarkAllReadRequest,
   type MarkInboxRequest,
 } from '@herald/client/gen/herald/v1/inbox_pb';
-import type { Principal } from '../domain/access.js';
-import { PermissionDeniedError } from '../domain/errors.js';
 import type { Inbox, MarkOutcome } from '../domain/inbox.js';
-import { principalOf } from './auth.js';
+import { principalOf, requestUser } from './auth.js';
 import { inboxChangeFromPb, notificationToPb } from './mapping.js';
 
 const OUTCOMES: Record<MarkOutcome, PbMarkOutcome> = {
@@ -35,7 +33,7 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
   async listInbox(req: ListInboxRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
     const page = await this.inbox.list(p.tenantId, {
-      userId: inboxUser(p, req.userId),
+      userId: requestUser(p, req.userId, 'its own inbox'),
       filter: filterFromPb(req.filter),
       pageSize: req.pageSize,
       pageToken: req.pageToken,
@@ -49,7 +47,7 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
   async markInbox(req: MarkInboxRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
     const { results, unreadCount } = await this.inbox.mark(p.tenantId, {
-      userId: inboxUser(p, req.userId),
+      userId: requestUser(p, req.userId, 'its own inbox'),
       ids: req.ids,
       change: inboxChangeFromPb(req.action),
     });
@@ -67,7 +65,7 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
     const p = principalOf(ctx);
     const { marked, unreadCount } = await this.inbox.markAllRead(
       p.tenantId,
-      inboxUser(p, req.userId),
+      requestUser(p, req.userId, 'its own inbox'),
     );
     return create(MarkAllReadResponseSchema, {
       marked: BigInt(marked),
@@ -77,21 +75,9 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
 
   async getUnreadCount(req: GetUnreadCountRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
-    const n = await this.inbox.unreadCount(p.tenantId, inboxUser(p, req.userId));
+    const n = await this.inbox.unreadCount(p.tenantId, requestUser(p, req.userId, 'its own inbox'));
     return create(GetUnreadCountResponseSchema, { unreadCount: BigInt(n) });
   }
-}
-
-/**
- * Whose inbox: a user token's own user (a request naming anyone else is refused), or for an API
- * key the request's user_id (the use case requires it).
- */
-function inboxUser(p: Principal, requested: string): string {
-  if (p.userId === null) return requested;
-  if (requested !== '' && requested !== p.userId) {
-    throw new PermissionDeniedError('user_id: a user token may only use its own inbox');
-  }
-  return p.userId;
 }
 
 /** The domain filter ('' when unset; a description the use case rejects when unknown). */

@@ -33,6 +33,7 @@ import { ValidationError, type FieldViolation } from '../domain/errors.js';
 import type { ListInput, WatchTarget } from '../domain/notifications.js';
 import type {
   Channel,
+  Content,
   Notification,
   NotificationEvent,
   Priority,
@@ -132,6 +133,17 @@ export function sendInputFromPb(req: SendRequest): SendInput {
 
 const ts = (d: Date | null) => (d === null ? undefined : timestampFromDate(d));
 
+/** A message's parts, with the empty strings the contract uses for absent ones. */
+export function contentToPb(c: Content) {
+  return {
+    subject: c.subject ?? '',
+    body: c.body ?? '',
+    html: c.html ?? '',
+    title: c.title ?? '',
+    data: c.data ?? {},
+  };
+}
+
 export function notificationToPb(n: Notification): PbNotification {
   return create(NotificationSchema, {
     id: n.id,
@@ -140,13 +152,7 @@ export function notificationToPb(n: Notification): PbNotification {
     status: statusToPb(n.status),
     priority: priorityToPb(n.priority),
     category: n.category ?? '',
-    content: {
-      subject: n.content.subject ?? '',
-      body: n.content.body ?? '',
-      html: n.content.html ?? '',
-      title: n.content.title ?? '',
-      data: n.content.data ?? {},
-    },
+    content: contentToPb(n.content),
     to: n.to ?? '',
     idempotencyKey: n.idempotencyKey ?? '',
     correlationId: n.correlationId ?? '',

@@ -30,10 +30,10 @@ import {
   type WatchNotificationsResponse,
 } from '@herald/client/gen/herald/v1/notification_pb';
 import type { Principal } from '../domain/access.js';
-import { NotFoundError, PermissionDeniedError } from '../domain/errors.js';
+import { NotFoundError } from '../domain/errors.js';
 import type { Notifications, SendResult } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
-import { principalOf } from './auth.js';
+import { principalOf, requestUser } from './auth.js';
 import { toConnectError } from './errors.js';
 import { rateLimitHeaders } from './rate-limit-headers.js';
 import {
@@ -130,7 +130,7 @@ export class NotificationServiceHandler implements Impl {
   async listNotifications(req: ListNotificationsRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
     const input = listInputFromPb(req);
-    const page = await this.notifications.list(p.tenantId, ownUser(p, input, 'user_id'));
+    const page = await this.notifications.list(p.tenantId, ownUser(p, input));
     return create(ListNotificationsResponseSchema, {
       notifications: page.notifications.map(notificationToPb),
       nextPageToken: page.nextPageToken,
@@ -156,7 +156,7 @@ export class NotificationServiceHandler implements Impl {
       const p = principalOf(ctx);
       const target = watchTargetFromPb(req);
       if (p.userId !== null) {
-        if ('userId' in target) ownUser(p, target, 'user_id');
+        if ('userId' in target) ownUser(p, target);
         // Not found unless it is the user's: the same answer as for an unknown id.
         else if (
           (await this.notifications.get(p.tenantId, target.notificationId)).notification.userId !==
@@ -223,10 +223,6 @@ function firstOfEachLevel(logger: Logger): Logger {
  * For a user token: the request's user filter must be the token's user (an empty one becomes it);
  * for anyone else the request as it is.
  */
-function ownUser<T extends { userId: string }>(p: Principal, input: T, field: string): T {
-  if (p.userId === null) return input;
-  if (input.userId !== '' && input.userId !== p.userId) {
-    throw new PermissionDeniedError(`${field}: a user token may only read its own notifications`);
-  }
-  return { ...input, userId: p.userId };
+function ownUser<T extends { userId: string }>(p: Principal, input: T): T {
+  return { ...input, userId: requestUser(p, input.userId, 'its own notifications') };
 }

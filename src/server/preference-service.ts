@@ -20,8 +20,7 @@ import {
   type UpdatePreferencesRequest,
   type UpdateTenantPreferencesRequest,
 } from '@herald/client/gen/herald/v1/preference_pb';
-import type { Principal } from '../domain/access.js';
-import { PermissionDeniedError, ValidationError } from '../domain/errors.js';
+import { ValidationError } from '../domain/errors.js';
 import {
   quietHoursOutput,
   type PreferenceRule,
@@ -32,7 +31,7 @@ import {
   type TenantPreferences,
   type UserPreferences,
 } from '../domain/preferences.js';
-import { principalOf } from './auth.js';
+import { principalOf, requestUser } from './auth.js';
 import { channelFromPb, channelToPb } from './mapping.js';
 
 export class PreferenceServiceHandler implements ServiceImpl<typeof PreferenceService> {
@@ -40,13 +39,16 @@ export class PreferenceServiceHandler implements ServiceImpl<typeof PreferenceSe
 
   async getPreferences(req: GetPreferencesRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
-    const view = await this.preferences.get(p.tenantId, ownUser(p, req.userId));
+    const view = await this.preferences.get(
+      p.tenantId,
+      requestUser(p, req.userId, 'its own preferences'),
+    );
     return create(GetPreferencesResponseSchema, viewToPb(view));
   }
 
   async updatePreferences(req: UpdatePreferencesRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
-    const userId = ownUser(p, req.userId);
+    const userId = requestUser(p, req.userId, 'its own preferences');
     if (req.preferences === undefined) {
       throw new ValidationError([{ field: 'preferences', description: 'is required' }]);
     }
@@ -76,15 +78,6 @@ export class PreferenceServiceHandler implements ServiceImpl<typeof PreferenceSe
     });
     return create(UpdateTenantPreferencesResponseSchema, { preferences: tenantToPb(stored) });
   }
-}
-
-/** A user token speaks for its own user only: an empty user_id means it, any other is refused. */
-function ownUser(p: Principal, userId: string): string {
-  if (p.userId === null) return userId;
-  if (userId !== '' && userId !== p.userId) {
-    throw new PermissionDeniedError('user_id: a user token may only reach its own preferences');
-  }
-  return p.userId;
 }
 
 function ruleFromPb(r: PbRule): RuleInput {

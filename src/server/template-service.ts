@@ -31,7 +31,7 @@ import type {
   TemplateVersion,
 } from '../domain/templates.js';
 import { principalOf } from './auth.js';
-import { channelFromPb, channelToPb } from './mapping.js';
+import { channelFromPb, channelToPb, contentToPb } from './mapping.js';
 
 export class TemplateServiceHandler implements ServiceImpl<typeof TemplateService> {
   constructor(private readonly templates: Templates) {}
@@ -95,13 +95,7 @@ export class TemplateServiceHandler implements ServiceImpl<typeof TemplateServic
       contents: r.contents.map((c) => ({
         channel: channelToPb(c.channel),
         locale: c.locale,
-        content: {
-          subject: c.content.subject ?? '',
-          body: c.content.body ?? '',
-          html: c.content.html ?? '',
-          title: c.content.title ?? '',
-          data: c.content.data ?? {},
-        },
+        content: contentToPb(c.content),
       })),
       violations: r.violations,
     });
