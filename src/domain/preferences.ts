@@ -62,19 +62,20 @@ export interface TenantPreferences {
 export type StoredTenantPreferences = Omit<TenantPreferences, 'updatedAt'> & { updatedAt: Date };
 export type StoredUserPreferences = UserPreferences & { updatedAt: Date };
 
+/** What a Send needs to be decided: each part null when nothing is stored. */
+export interface PreferencesRead {
+  user: StoredUserPreferences | null;
+  tenant: StoredTenantPreferences | null;
+  /** The recipient's time zone (for quiet hours). */
+  recipientTimeZone: string | null;
+}
+
 export interface PreferenceStore {
   /**
-   * The user's preferences, the tenant's settings and the recipient's time zone (for quiet
-   * hours) together, in one round trip.
+   * The user's preferences, the tenant's settings and the recipient's time zone together, in one
+   * round trip.
    */
-  read(
-    tenantId: string,
-    userId: string,
-  ): Promise<{
-    user: StoredUserPreferences | null;
-    tenant: StoredTenantPreferences | null;
-    recipientTimeZone: string | null;
-  }>;
+  read(tenantId: string, userId: string): Promise<PreferencesRead>;
   readTenant(tenantId: string): Promise<StoredTenantPreferences | null>;
   /** Replaces the user's rules and quiet hours; the stored preferences. */
   putUser(

@@ -2,8 +2,8 @@
  * InboxStore on PostgreSQL. Inbox items are delivered in_app rows of `notification`. Each mark is
  * one statement that locks the rows still in the state it changes (in one order, so concurrent
  * bulk marks cannot deadlock), updates them with a version bump and appends their history events.
- * The predicates repeat the partial indexes' ones as literals (not parameters), so the planner can
- * use those indexes.
+ * The predicates repeat the unread index's as literals (not parameters), so the planner can
+ * use it.
  */
 import type pg from 'pg';
 import type { InboxFilter, InboxStore } from '../../domain/inbox.js';

@@ -4,9 +4,11 @@
  * prepared statement.
  */
 import type pg from 'pg';
+import { createBatcher } from './batcher.js';
 import type { Channel } from '../../domain/notification.js';
 import type {
   PreferenceRule,
+  PreferencesRead,
   PreferenceStore,
   QuietHours,
   StoredTenantPreferences,
@@ -46,6 +48,32 @@ const TENANT_COLUMNS = `t.tenant_id as t_tenant_id, t.default_rules as t_default
   t.default_time_zone as t_default_time_zone, t.updated_at as t_updated_at`;
 
 export function createPreferenceStore(pool: pg.Pool): PreferenceStore {
+  // Every Send reads these: concurrent Sends share one statement (a row per Send, in order) instead
+  // of a round trip each. Any of the rows may be missing: each is left-joined to the key.
+  const readOne = createBatcher<{ tenantId: string; userId: string }, PreferencesRead>(
+    async (keys) => {
+      const { rows } = await pool.query<Row & { ord: string }>({
+        name: 'herald_preferences_for_send',
+        text: `select k.ord, ${USER_COLUMNS}, ${TENANT_COLUMNS}, r.time_zone as r_time_zone
+          from unnest($1::text[], $2::text[]) with ordinality as k(tenant_id, user_id, ord)
+          left join user_preference u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
+          left join tenant_settings t on t.tenant_id = k.tenant_id
+          left join recipient r on r.tenant_id = k.tenant_id and r.user_id = k.user_id`,
+        values: [keys.map((k) => k.tenantId), keys.map((k) => k.userId)],
+      });
+      const byOrd = new Map(rows.map((r) => [Number(r.ord), r]));
+      return keys.map((_, i) => {
+        const row = byOrd.get(i + 1);
+        return {
+          user: row ? toUser(row) : null,
+          tenant: row ? toTenant(row) : null,
+          recipientTimeZone: row?.r_time_zone ?? null,
+        };
+      });
+    },
+    { maxSize: 200, maxConcurrent: 2 },
+  );
+
   async function readTenant(tenantId: string) {
     const { rows } = await pool.query<Row>(
       `select ${TENANT_COLUMNS} from tenant_settings t where t.tenant_id = $1`,
@@ -55,24 +83,7 @@ export function createPreferenceStore(pool: pg.Pool): PreferenceStore {
   }
 
   return {
-    async read(tenantId, userId) {
-      // Any of the rows may be missing: each is left-joined to a one-row anchor.
-      const { rows } = await pool.query<Row>({
-        name: 'herald_preferences_for_send',
-        text: `select ${USER_COLUMNS}, ${TENANT_COLUMNS}, r.time_zone as r_time_zone
-          from (select $1::text as tenant_id, $2::text as user_id) k
-          left join user_preference u on u.tenant_id = k.tenant_id and u.user_id = k.user_id
-          left join tenant_settings t on t.tenant_id = k.tenant_id
-          left join recipient r on r.tenant_id = k.tenant_id and r.user_id = k.user_id`,
-        values: [tenantId, userId],
-      });
-      const row = rows[0];
-      return {
-        user: row ? toUser(row) : null,
-        tenant: row ? toTenant(row) : null,
-        recipientTimeZone: row?.r_time_zone ?? null,
-      };
-    },
+    read: (tenantId, userId) => readOne({ tenantId, userId }),
 
     readTenant,
 
