@@ -11,6 +11,7 @@ import {
   InboxChange as PbInboxChange,
   NotificationStatus as PbStatus,
   Priority as PbPriority,
+  type Content as PbContent,
   type Notification as PbNotification,
   type NotificationEvent as PbEvent,
   type GetStatsResponse,
@@ -18,7 +19,11 @@ import {
   type SendRequestSchema,
 } from '@herald/client';
 import { BadRequestSchema, RetryInfoSchema } from '@herald/client/gen/google/rpc/error_details_pb';
-import type { Template as PbTemplate } from '@herald/client/gen/herald/v1/template_pb';
+import type { Recipient as PbRecipient } from '@herald/client/gen/herald/v1/recipient_pb';
+import type {
+  PreviewTemplateResponse,
+  Template as PbTemplate,
+} from '@herald/client/gen/herald/v1/template_pb';
 import type {
   PreferenceRule as PbPreferenceRule,
   QuietHours as PbQuietHours,
@@ -28,6 +33,7 @@ import type {
 import { GraphQLError } from 'graphql';
 import type {
   Channel,
+  Content,
   InboxChange,
   Notification,
   NotificationEvent,
@@ -37,10 +43,13 @@ import type {
   PreferenceRule,
   Priority,
   QuietHours,
+  Recipient,
+  RecipientInput,
   SendNotificationInput,
   SendNotificationResult,
   Stats,
   Template,
+  TemplatePreview,
 } from './generated/resolvers.js';
 
 const iso = (t: Timestamp | undefined): string | null =>
@@ -60,13 +69,7 @@ export function notificationFromPb(
     status: PbStatus[n.status] as NotificationStatus,
     priority: (PbPriority[n.priority] ?? 'NORMAL') as Priority,
     category: n.category || null,
-    content: {
-      subject: n.content?.subject || null,
-      body: n.content?.body || null,
-      html: n.content?.html || null,
-      title: n.content?.title || null,
-      data: keyValues(n.content?.data ?? {}),
-    },
+    content: contentFromPb(n.content),
     to: n.to || null,
     correlationId: n.correlationId || null,
     metadata: keyValues(n.metadata),
@@ -88,6 +91,17 @@ export function notificationFromPb(
       : null,
     events: (events ?? []).map(eventFromPb),
     eventsLoaded: events !== undefined,
+  };
+}
+
+/** A notification's (or a preview's) content: unset parts are null. */
+function contentFromPb(c: PbContent | undefined): Content {
+  return {
+    subject: c?.subject || null,
+    body: c?.body || null,
+    html: c?.html || null,
+    title: c?.title || null,
+    data: keyValues(c?.data ?? {}),
   };
 }
 
@@ -355,4 +369,47 @@ export function templateFromPb(t: PbTemplate): Template {
 
 function messageParts(p: { title: string; body: string; data: Record<string, string> }) {
   return { title: p.title || null, body: p.body || null, data: keyValues(p.data) };
+}
+
+/** A recipient for GraphQL: unset strings are null. */
+export function recipientFromPb(r: PbRecipient): Recipient {
+  return {
+    userId: r.userId,
+    email: r.email || null,
+    phone: r.phone || null,
+    timeZone: r.timeZone || null,
+    locale: r.locale || null,
+    data: keyValues(r.data),
+    pushTokens: r.pushTokens.map((t) => ({
+      token: t.token,
+      registeredAt: iso(t.registeredAt) ?? '',
+    })),
+    createdAt: iso(r.createdAt) ?? '',
+    updatedAt: iso(r.updatedAt) ?? '',
+  };
+}
+
+/** UpsertRecipient's `recipient` from the GraphQL input: null and omitted fields are unset. */
+export function recipientInputToPb(input: RecipientInput) {
+  return {
+    userId: input.userId,
+    email: input.email ?? '',
+    phone: input.phone ?? '',
+    timeZone: input.timeZone ?? '',
+    locale: input.locale ?? '',
+    data: Object.fromEntries((input.data ?? []).map((kv) => [kv.key, kv.value])),
+  };
+}
+
+/** A PreviewTemplate answer for GraphQL. */
+export function templatePreviewFromPb(p: PreviewTemplateResponse): TemplatePreview {
+  return {
+    version: p.version,
+    contents: p.contents.map((c) => ({
+      channel: PbChannel[c.channel] as Channel,
+      locale: c.locale,
+      content: contentFromPb(c.content),
+    })),
+    violations: p.violations.map((v) => ({ field: v.field, description: v.description })),
+  };
 }

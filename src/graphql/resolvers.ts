@@ -33,11 +33,14 @@ import {
   notificationFromPb,
   preferencesFromPb,
   preferencesInputToPb,
+  recipientFromPb,
+  recipientInputToPb,
   sendRequestFromInput,
   sendResultFromPb,
   statsFromPb,
   statusToPb,
   templateFromPb,
+  templatePreviewFromPb,
   timestampArg,
 } from './mapping.js';
 
@@ -344,6 +347,31 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
           },
         };
       },
+      previewTemplate: async (_, { id, version, locale, variables, channel }, ctx) =>
+        templatePreviewFromPb(
+          await callApi(() =>
+            ctx.herald.templates.previewTemplate(
+              {
+                id,
+                version: version ?? 0,
+                locale: locale ?? '',
+                variables: Object.fromEntries((variables ?? []).map((kv) => [kv.key, kv.value])),
+                channel: channel ? channelToPb(channel) : undefined,
+              },
+              asCaller(ctx),
+            ),
+          ),
+        ),
+      recipient: async (_, { userId }, ctx) => {
+        try {
+          const res = await ctx.herald.recipients.getRecipient({ userId }, asCaller(ctx));
+          return res.recipient ? recipientFromPb(res.recipient) : null;
+        } catch (err) {
+          const mapped = graphqlErrorFrom(err);
+          if (mapped instanceof GraphQLError && mapped.extensions.code === 'NOT_FOUND') return null;
+          throw mapped;
+        }
+      },
     },
     Me: {
       notifications: (_, args, ctx) => page(ctx, args.filter, args.first, args.after),
@@ -427,6 +455,32 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
         const res = await callApi(() => ctx.herald.inbox.markAllRead({}, asCaller(ctx)));
         return { marked: Number(res.marked), unreadCount: Number(res.unreadCount) };
       },
+      upsertRecipient: async (_, { input }, ctx) => {
+        const res = await callApi(() =>
+          ctx.herald.recipients.upsertRecipient(
+            { recipient: recipientInputToPb(input) },
+            asCaller(ctx),
+          ),
+        );
+        if (!res.recipient) throw new Error('UpsertRecipient answered without a recipient');
+        return recipientFromPb(res.recipient);
+      },
+      deleteRecipient: async (_, { userId }, ctx) =>
+        (await callApi(() => ctx.herald.recipients.deleteRecipient({ userId }, asCaller(ctx))))
+          .deleted,
+      registerPushToken: async (_, { userId, token }, ctx) => {
+        const res = await callApi(() =>
+          ctx.herald.recipients.registerPushToken({ userId, token }, asCaller(ctx)),
+        );
+        if (!res.recipient) throw new Error('RegisterPushToken answered without a recipient');
+        return recipientFromPb(res.recipient);
+      },
+      removePushToken: async (_, { userId, token }, ctx) =>
+        (
+          await callApi(() =>
+            ctx.herald.recipients.removePushToken({ userId, token }, asCaller(ctx)),
+          )
+        ).removed,
     },
     Subscription: {
       notificationUpdated: {

@@ -30,6 +30,10 @@ export type Query = {
   templates: TemplateConnection;
   /** How many of the tenant's notifications created in [createdAfter, createdBefore) are in each status, per channel (an API key with the read scope). createdBefore defaults to now, createdAfter to a day before it; at most 31 days. */
   stats: Stats;
+  /** A template version rendered with the given variables and locale, as a send would render it; nothing is sent or stored (an API key with the read scope). What a send would reject (a missing required variable, rendered content breaking a send rule) comes back as violations, not as an error; an unknown template or version is NOT_FOUND. */
+  previewTemplate: TemplatePreview;
+  /** What Herald knows about one of the tenant's users (an API key with the read scope); null when there is no recipient for the user. */
+  recipient?: Maybe<Recipient>;
 };
 
 
@@ -64,6 +68,20 @@ export type QueryStatsArgs = {
   channels?: InputMaybe<Array<Channel>>;
 };
 
+
+export type QueryPreviewTemplateArgs = {
+  id: Scalars['ID']['input'];
+  version?: InputMaybe<Scalars['Int']['input']>;
+  locale?: InputMaybe<Scalars['String']['input']>;
+  variables?: InputMaybe<Array<KeyValueInput>>;
+  channel?: InputMaybe<Channel>;
+};
+
+
+export type QueryRecipientArgs = {
+  userId: Scalars['String']['input'];
+};
+
 export type Mutation = {
   __typename?: 'Mutation';
   /** Sends one notification. Invalid fields come back as errors with extensions.code BAD_USER_INPUT and extensions.fieldViolations. */
@@ -80,6 +98,14 @@ export type Mutation = {
   markNotifications: MarkNotificationsPayload;
   /** Marks every unread inbox item of the caller (user token) read. */
   markAllRead: MarkAllReadPayload;
+  /** Creates the user's recipient or replaces its fields; its push tokens are kept (an API key with the send scope). Invalid fields are BAD_USER_INPUT, named as the api names them (recipient.email). */
+  upsertRecipient: Recipient;
+  /** Deletes the user's recipient and its push tokens, so Herald keeps no contact data of the user (an API key with the send scope). False when there was none. */
+  deleteRecipient: Scalars['Boolean']['output'];
+  /** Adds a device token to the user's recipient, creating the recipient if needed; registering a known token again refreshes it (an API key with the send scope). Push goes to the most recently registered token. */
+  registerPushToken: Recipient;
+  /** Removes a device token from the user's recipient (an API key with the send scope). False when it was not registered. */
+  removePushToken: Scalars['Boolean']['output'];
 };
 
 
@@ -111,6 +137,28 @@ export type MutationUpdateMyPreferencesArgs = {
 export type MutationMarkNotificationsArgs = {
   ids: Array<Scalars['ID']['input']>;
   action: InboxChange;
+};
+
+
+export type MutationUpsertRecipientArgs = {
+  input: RecipientInput;
+};
+
+
+export type MutationDeleteRecipientArgs = {
+  userId: Scalars['String']['input'];
+};
+
+
+export type MutationRegisterPushTokenArgs = {
+  userId: Scalars['String']['input'];
+  token: Scalars['String']['input'];
+};
+
+
+export type MutationRemovePushTokenArgs = {
+  userId: Scalars['String']['input'];
+  token: Scalars['String']['input'];
 };
 
 export type Subscription = {
@@ -437,6 +485,28 @@ export type WebhookTemplateParts = {
   data: Array<KeyValue>;
 };
 
+/** A template version rendered, per channel, and what a send with the same variables would be rejected for. */
+export type TemplatePreview = {
+  __typename?: 'TemplatePreview';
+  /** The version rendered. */
+  version: Scalars['Int']['output'];
+  /** The rendered content of each channel, in the order of the Channel enum. */
+  contents: Array<RenderedContent>;
+  /** What a send would reject, e.g. template.variables.name or content.subject; empty when a send would be accepted (as far as the content goes). */
+  violations: Array<FieldViolation>;
+};
+
+/** What one channel would send. */
+export type RenderedContent = {
+  __typename?: 'RenderedContent';
+  /** The channel. */
+  channel: Channel;
+  /** The locale variant used for this channel. */
+  locale: Scalars['String']['output'];
+  /** The rendered content, as a notification would carry it. */
+  content: Content;
+};
+
 export type TemplateConnection = {
   __typename?: 'TemplateConnection';
   edges: Array<TemplateEdge>;
@@ -575,6 +645,54 @@ export type StatsRow = {
   count: Scalars['Int']['output'];
 };
 
+/** What Herald knows about one of the tenant's users: where to reach them (a send without `to` uses these addresses) and how. */
+export type Recipient = {
+  __typename?: 'Recipient';
+  /** The tenant's own user id. */
+  userId: Scalars['String']['output'];
+  /** Email address; null when none. */
+  email?: Maybe<Scalars['String']['output']>;
+  /** Phone number for SMS, E.164 (+ and 7 to 15 digits); null when none. */
+  phone?: Maybe<Scalars['String']['output']>;
+  /** IANA time zone, e.g. Europe/London, for quiet hours; null: the tenant's default time zone. */
+  timeZone?: Maybe<Scalars['String']['output']>;
+  /** BCP 47 locale, e.g. en-GB, for picking a template's variant; null: the template's default locale. */
+  locale?: Maybe<Scalars['String']['output']>;
+  /** Custom data (e.g. for templates). */
+  data: Array<KeyValue>;
+  /** The registered device tokens, most recent first (push goes to the first). */
+  pushTokens: Array<PushToken>;
+  /** When the recipient was created. */
+  createdAt: Scalars['DateTime']['output'];
+  /** When the recipient last changed. */
+  updatedAt: Scalars['DateTime']['output'];
+};
+
+/** One device registration. */
+export type PushToken = {
+  __typename?: 'PushToken';
+  /** The device token the push provider issued. */
+  token: Scalars['String']['output'];
+  /** When it was (last) registered. */
+  registeredAt: Scalars['DateTime']['output'];
+};
+
+/** A recipient's fields (push tokens are managed with registerPushToken and removePushToken). */
+export type RecipientInput = {
+  /** The tenant's own user id: 1 to 128 characters. */
+  userId: Scalars['String']['input'];
+  /** Email address: at most 254 characters, a valid address. Null or omitted: none. */
+  email?: InputMaybe<Scalars['String']['input']>;
+  /** Phone number for SMS: E.164 (+ and 7 to 15 digits). Null or omitted: none. */
+  phone?: InputMaybe<Scalars['String']['input']>;
+  /** IANA time zone, e.g. Europe/London. Null or omitted: the tenant's default time zone. */
+  timeZone?: InputMaybe<Scalars['String']['input']>;
+  /** BCP 47 locale, e.g. en-GB. Null or omitted: none. */
+  locale?: InputMaybe<Scalars['String']['input']>;
+  /** Custom data: at most 32 entries; keys 1 to 64 characters, values at most 1,024. Null or omitted: none. */
+  data?: InputMaybe<Array<KeyValueInput>>;
+};
+
 export type WithIndex<TObject> = TObject & Record<string, any>;
 export type ResolversObject<TObject> = WithIndex<TObject>;
 
@@ -688,6 +806,8 @@ export type ResolversTypes = ResolversObject<{
   SmsTemplateParts: ResolverTypeWrapper<SmsTemplateParts>;
   MessageTemplateParts: ResolverTypeWrapper<MessageTemplateParts>;
   WebhookTemplateParts: ResolverTypeWrapper<WebhookTemplateParts>;
+  TemplatePreview: ResolverTypeWrapper<TemplatePreview>;
+  RenderedContent: ResolverTypeWrapper<RenderedContent>;
   TemplateConnection: ResolverTypeWrapper<TemplateConnection>;
   TemplateEdge: ResolverTypeWrapper<TemplateEdge>;
   Preferences: ResolverTypeWrapper<Preferences>;
@@ -702,6 +822,9 @@ export type ResolversTypes = ResolversObject<{
   FieldViolation: ResolverTypeWrapper<FieldViolation>;
   Stats: ResolverTypeWrapper<Stats>;
   StatsRow: ResolverTypeWrapper<StatsRow>;
+  Recipient: ResolverTypeWrapper<Recipient>;
+  PushToken: ResolverTypeWrapper<PushToken>;
+  RecipientInput: RecipientInput;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
@@ -739,6 +862,8 @@ export type ResolversParentTypes = ResolversObject<{
   SmsTemplateParts: SmsTemplateParts;
   MessageTemplateParts: MessageTemplateParts;
   WebhookTemplateParts: WebhookTemplateParts;
+  TemplatePreview: TemplatePreview;
+  RenderedContent: RenderedContent;
   TemplateConnection: TemplateConnection;
   TemplateEdge: TemplateEdge;
   Preferences: Preferences;
@@ -753,6 +878,9 @@ export type ResolversParentTypes = ResolversObject<{
   FieldViolation: FieldViolation;
   Stats: Stats;
   StatsRow: StatsRow;
+  Recipient: Recipient;
+  PushToken: PushToken;
+  RecipientInput: RecipientInput;
 }>;
 
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
@@ -766,6 +894,8 @@ export type QueryResolvers<ContextType = GatewayContext, ParentType extends Reso
   template?: Resolver<Maybe<ResolversTypes['Template']>, ParentType, ContextType, RequireFields<QueryTemplateArgs, 'id'>>;
   templates?: Resolver<ResolversTypes['TemplateConnection'], ParentType, ContextType, Partial<QueryTemplatesArgs>>;
   stats?: Resolver<ResolversTypes['Stats'], ParentType, ContextType, Partial<QueryStatsArgs>>;
+  previewTemplate?: Resolver<ResolversTypes['TemplatePreview'], ParentType, ContextType, RequireFields<QueryPreviewTemplateArgs, 'id'>>;
+  recipient?: Resolver<Maybe<ResolversTypes['Recipient']>, ParentType, ContextType, RequireFields<QueryRecipientArgs, 'userId'>>;
 }>;
 
 export type MutationResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
@@ -776,6 +906,10 @@ export type MutationResolvers<ContextType = GatewayContext, ParentType extends R
   updateMyPreferences?: Resolver<ResolversTypes['Preferences'], ParentType, ContextType, RequireFields<MutationUpdateMyPreferencesArgs, 'input'>>;
   markNotifications?: Resolver<ResolversTypes['MarkNotificationsPayload'], ParentType, ContextType, RequireFields<MutationMarkNotificationsArgs, 'ids' | 'action'>>;
   markAllRead?: Resolver<ResolversTypes['MarkAllReadPayload'], ParentType, ContextType>;
+  upsertRecipient?: Resolver<ResolversTypes['Recipient'], ParentType, ContextType, RequireFields<MutationUpsertRecipientArgs, 'input'>>;
+  deleteRecipient?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationDeleteRecipientArgs, 'userId'>>;
+  registerPushToken?: Resolver<ResolversTypes['Recipient'], ParentType, ContextType, RequireFields<MutationRegisterPushTokenArgs, 'userId' | 'token'>>;
+  removePushToken?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationRemovePushTokenArgs, 'userId' | 'token'>>;
 }>;
 
 export type SubscriptionResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
@@ -934,6 +1068,18 @@ export type WebhookTemplatePartsResolvers<ContextType = GatewayContext, ParentTy
   data?: Resolver<Array<ResolversTypes['KeyValue']>, ParentType, ContextType>;
 }>;
 
+export type TemplatePreviewResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['TemplatePreview'] = ResolversParentTypes['TemplatePreview']> = ResolversObject<{
+  version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  contents?: Resolver<Array<ResolversTypes['RenderedContent']>, ParentType, ContextType>;
+  violations?: Resolver<Array<ResolversTypes['FieldViolation']>, ParentType, ContextType>;
+}>;
+
+export type RenderedContentResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['RenderedContent'] = ResolversParentTypes['RenderedContent']> = ResolversObject<{
+  channel?: Resolver<ResolversTypes['Channel'], ParentType, ContextType>;
+  locale?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  content?: Resolver<ResolversTypes['Content'], ParentType, ContextType>;
+}>;
+
 export type TemplateConnectionResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['TemplateConnection'] = ResolversParentTypes['TemplateConnection']> = ResolversObject<{
   edges?: Resolver<Array<ResolversTypes['TemplateEdge']>, ParentType, ContextType>;
   pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
@@ -1005,6 +1151,23 @@ export type StatsRowResolvers<ContextType = GatewayContext, ParentType extends R
   count?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
 
+export type RecipientResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['Recipient'] = ResolversParentTypes['Recipient']> = ResolversObject<{
+  userId?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  email?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  phone?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  timeZone?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  locale?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  data?: Resolver<Array<ResolversTypes['KeyValue']>, ParentType, ContextType>;
+  pushTokens?: Resolver<Array<ResolversTypes['PushToken']>, ParentType, ContextType>;
+  createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  updatedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+}>;
+
+export type PushTokenResolvers<ContextType = GatewayContext, ParentType extends ResolversParentTypes['PushToken'] = ResolversParentTypes['PushToken']> = ResolversObject<{
+  token?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  registeredAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+}>;
+
 export type Resolvers<ContextType = GatewayContext> = ResolversObject<{
   DateTime?: GraphQLScalarType;
   Query?: QueryResolvers<ContextType>;
@@ -1030,6 +1193,8 @@ export type Resolvers<ContextType = GatewayContext> = ResolversObject<{
   SmsTemplateParts?: SmsTemplatePartsResolvers<ContextType>;
   MessageTemplateParts?: MessageTemplatePartsResolvers<ContextType>;
   WebhookTemplateParts?: WebhookTemplatePartsResolvers<ContextType>;
+  TemplatePreview?: TemplatePreviewResolvers<ContextType>;
+  RenderedContent?: RenderedContentResolvers<ContextType>;
   TemplateConnection?: TemplateConnectionResolvers<ContextType>;
   TemplateEdge?: TemplateEdgeResolvers<ContextType>;
   Preferences?: PreferencesResolvers<ContextType>;
@@ -1041,5 +1206,7 @@ export type Resolvers<ContextType = GatewayContext> = ResolversObject<{
   FieldViolation?: FieldViolationResolvers<ContextType>;
   Stats?: StatsResolvers<ContextType>;
   StatsRow?: StatsRowResolvers<ContextType>;
+  Recipient?: RecipientResolvers<ContextType>;
+  PushToken?: PushTokenResolvers<ContextType>;
 }>;
 
