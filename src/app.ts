@@ -322,6 +322,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         events,
         dispatch,
         logger,
+        preferences,
         intervalMs: config.scheduler.intervalMs,
         outboxGraceMs: config.scheduler.outboxGraceMs,
         staleAfterMs: config.scheduler.staleAfterMs,

@@ -11,7 +11,7 @@ import {
 } from './domain/rate-limit-policy.js';
 import { readProvidersConfig, type ProvidersConfig } from './providers/registry.js';
 import type { QuietHours } from './domain/preferences.js';
-import { parseHhMm } from './domain/quiet-hours.js';
+import { parseWindowText } from './domain/quiet-hours.js';
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const bool = (def: boolean) =>
@@ -79,15 +79,15 @@ const schema = z.object({
     .default('22:00-08:00')
     .transform((s, ctx): QuietHours => {
       if (s === 'off') return { enabled: false };
-      const [start = null, end = null, ...rest] = s.split('-').map((t) => parseHhMm(t.trim()));
-      if (start === null || end === null || start === end || rest.length > 0) {
+      const window = parseWindowText(s);
+      if (window === null) {
         ctx.addIssue({
           code: 'custom',
           message: `"${s}" is not "off" or two different local times "HH:MM-HH:MM" (e.g. 22:00-08:00)`,
         });
         return z.NEVER;
       }
-      return { enabled: true, window: { start, end } };
+      return { enabled: true, window };
     }),
   HERALD_REDIS_URL: z.string().min(1).default('redis://127.0.0.1:6379'),
   HERALD_REDIS_PREFIX: z

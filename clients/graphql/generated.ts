@@ -36,23 +36,39 @@ export type MarkOutcome =
   /** No inbox item of the caller has this id. */
   | 'NOT_FOUND';
 
+/** How a notification reaches the user. */
 export type Channel =
+  /** Email through the configured SMTP provider. */
   | 'EMAIL'
+  /** SMS through the configured SMS provider. */
   | 'SMS'
+  /** Mobile push through the configured push provider, to the recipient's most recent device token. */
   | 'PUSH'
+  /** In-app inbox: the notification itself is the inbox item. */
   | 'IN_APP'
+  /** HTTP POST of the notification to a URL. */
   | 'WEBHOOK';
 
+/** Where a notification is in its life. DELIVERED, FAILED, CANCELLED and SUPPRESSED are terminal. */
 export type NotificationStatus =
+  /** Accepted and waiting for a worker. */
   | 'PENDING'
+  /** Accepted with a future sendAt, or deferred to the end of the recipient's quiet hours (statusReason says so); released to PENDING when due, or at once by deliverNow, unless the user has opted out meanwhile (then SUPPRESSED). */
   | 'SCHEDULED'
+  /** A worker holds it and is calling the provider. */
   | 'PROCESSING'
+  /** The last attempt failed transiently; another attempt is due at nextAttemptAt. */
   | 'RETRYING'
+  /** The provider accepted it. Terminal. */
   | 'DELIVERED'
+  /** Failed permanently or ran out of attempts; dead-lettered. Terminal. */
   | 'FAILED'
+  /** Cancelled before delivery. Terminal. */
   | 'CANCELLED'
+  /** Not sent because of the recipient's preferences (statusReason says which). Terminal. */
   | 'SUPPRESSED';
 
+/** A user's preferences, replacing all of the previous ones. */
 export type PreferencesInput = {
   /** At most 100; each names a channel, a category or both; no pair twice. */
   rules: Array<PreferenceRuleInput>;
@@ -60,15 +76,19 @@ export type PreferencesInput = {
   quietHours?: QuietHoursInput | null | undefined;
 };
 
+/** An opt-in or opt-out of a channel, a category, or a category on one channel: at least one of channel and category. */
 export type PreferenceRuleInput = {
   /** Null or omitted: every channel. */
   channel?: Channel | null | undefined;
   /** Null or omitted: every category. */
   category?: string | null | undefined;
+  /** True: an opt-in; false: an opt-out. */
   enabled: boolean;
 };
 
+/** A daily window of the recipient's local time during which non-critical email, sms and push wait. */
 export type QuietHoursInput = {
+  /** False: no quiet hours (start and end may then be null). */
   enabled: boolean;
   /** HH:MM; required when enabled. */
   start?: string | null | undefined;

@@ -1,6 +1,5 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { createClient } from '@connectrpc/connect';
 import type { Transport } from '@connectrpc/connect';
 import {
   Http2SessionManager,
@@ -8,14 +7,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from '@connectrpc/connect-node';
-import { AdminService } from '../gen/herald/v1/admin_pb.js';
-import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
-import { RecipientService } from '../gen/herald/v1/recipient_pb.js';
-import { TemplateService } from '../gen/herald/v1/template_pb.js';
-import { PreferenceService } from '../gen/herald/v1/preference_pb.js';
-import { InboxService } from '../gen/herald/v1/inbox_pb.js';
-import { NotificationService } from '../gen/herald/v1/notification_pb.js';
-import { resolveHeraldClientOptions } from './options.js';
+import { createHeraldServiceClients, resolveHeraldClientOptions } from './options.js';
 import type { HeraldClient, HeraldClientOptions } from './options.js';
 
 export * from '../gen/herald/v1/notification_pb.js';
@@ -76,13 +68,5 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
         : createGrpcWebTransport(http1Options);
   }
 
-  return Object.assign(createClient(NotificationService, transport), {
-    deadLetters: createClient(DeadLetterService, transport),
-    admin: createClient(AdminService, transport),
-    recipients: createClient(RecipientService, transport),
-    templates: createClient(TemplateService, transport),
-    preferences: createClient(PreferenceService, transport),
-    inbox: createClient(InboxService, transport),
-    close,
-  });
+  return createHeraldServiceClients(transport, close);
 }

@@ -1,11 +1,12 @@
-import type { Client, Interceptor } from '@connectrpc/connect';
-import type { AdminService } from '../gen/herald/v1/admin_pb.js';
-import type { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
-import type { RecipientService } from '../gen/herald/v1/recipient_pb.js';
-import type { TemplateService } from '../gen/herald/v1/template_pb.js';
-import type { PreferenceService } from '../gen/herald/v1/preference_pb.js';
-import type { InboxService } from '../gen/herald/v1/inbox_pb.js';
-import type { NotificationService } from '../gen/herald/v1/notification_pb.js';
+import { createClient } from '@connectrpc/connect';
+import type { Client, Interceptor, Transport } from '@connectrpc/connect';
+import { AdminService } from '../gen/herald/v1/admin_pb.js';
+import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
+import { RecipientService } from '../gen/herald/v1/recipient_pb.js';
+import { TemplateService } from '../gen/herald/v1/template_pb.js';
+import { PreferenceService } from '../gen/herald/v1/preference_pb.js';
+import { InboxService } from '../gen/herald/v1/inbox_pb.js';
+import { NotificationService } from '../gen/herald/v1/notification_pb.js';
 
 /** The wire protocols Herald serves. */
 export type HeraldProtocol = 'grpc' | 'connect' | 'grpc-web';
@@ -70,6 +71,22 @@ export type HeraldClient = Client<typeof NotificationService> & {
    */
   close(): void;
 };
+
+/**
+ * A client of every Herald service over one transport, as `HeraldClient` lays them out. `close`
+ * releases what the transport holds (the Node build's session or sockets).
+ */
+export function createHeraldServiceClients(transport: Transport, close: () => void): HeraldClient {
+  return Object.assign(createClient(NotificationService, transport), {
+    deadLetters: createClient(DeadLetterService, transport),
+    admin: createClient(AdminService, transport),
+    recipients: createClient(RecipientService, transport),
+    templates: createClient(TemplateService, transport),
+    preferences: createClient(PreferenceService, transport),
+    inbox: createClient(InboxService, transport),
+    close,
+  });
+}
 
 /** `HeraldClientOptions` checked and with every default applied. */
 export interface ResolvedHeraldClientOptions {

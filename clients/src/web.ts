@@ -1,13 +1,5 @@
-import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-web';
-import { AdminService } from '../gen/herald/v1/admin_pb.js';
-import { DeadLetterService } from '../gen/herald/v1/dead_letter_pb.js';
-import { RecipientService } from '../gen/herald/v1/recipient_pb.js';
-import { TemplateService } from '../gen/herald/v1/template_pb.js';
-import { PreferenceService } from '../gen/herald/v1/preference_pb.js';
-import { InboxService } from '../gen/herald/v1/inbox_pb.js';
-import { NotificationService } from '../gen/herald/v1/notification_pb.js';
-import { resolveHeraldClientOptions } from './options.js';
+import { createHeraldServiceClients, resolveHeraldClientOptions } from './options.js';
 import type { HeraldClient, HeraldClientOptions } from './options.js';
 
 export * from '../gen/herald/v1/notification_pb.js';
@@ -44,13 +36,5 @@ export function createHeraldClient(options: HeraldClientOptions): HeraldClient {
       ? createGrpcWebTransport(transportOptions)
       : createConnectTransport(transportOptions);
   // fetch owns the connections; there is nothing of ours to release.
-  return Object.assign(createClient(NotificationService, transport), {
-    deadLetters: createClient(DeadLetterService, transport),
-    admin: createClient(AdminService, transport),
-    recipients: createClient(RecipientService, transport),
-    templates: createClient(TemplateService, transport),
-    preferences: createClient(PreferenceService, transport),
-    inbox: createClient(InboxService, transport),
-    close: () => {},
-  });
+  return createHeraldServiceClients(transport, () => {});
 }

@@ -10,6 +10,7 @@ import {
   ValidationError,
 } from './errors.js';
 import { sendBatch } from './batch.js';
+import { canonicalJson } from './canonical-json.js';
 import { isUuid, uuidv7 } from './ids.js';
 import {
   applyInboxChange,
@@ -23,7 +24,7 @@ import {
 import { decodePageToken, pageOf } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
-import { admit, type Admission, type Preferences } from './preferences.js';
+import { admit, decide, type Admission, type Preferences } from './preferences.js';
 import { addressFor, type Recipient, type RecipientStore } from './recipients.js';
 import type { StatusEvent } from './status-event.js';
 import type { TemplateRenderer } from './templates.js';
@@ -44,8 +45,8 @@ export interface NotificationsDeps {
   /** Renders Sends by template; without it such Sends are FailedPrecondition. */
   templates?: TemplateRenderer;
   /**
-   * Opt-outs and quiet hours (one query per Send). Null admits every Send as asked (tests of other
-   * parts).
+   * Opt-outs and quiet hours (one query per Send; DeliverNow checks opt-outs again). Null admits
+   * every Send as asked (tests of other parts).
    */
   preferences: Pick<Preferences, 'forSend'> | null;
   now?: () => Date;
@@ -121,7 +122,7 @@ export function createNotifications(deps: NotificationsDeps) {
   async function send(tenantId: string, input: SendInput): Promise<SendResult> {
     const at = now();
     const cmd = validateSend(input, at);
-    const requestHash = cmd.idempotencyKey === null ? null : deps.hash(canonicalSend(cmd));
+    const requestHash = cmd.idempotencyKey === null ? null : deps.hash(canonicalJson(cmd));
     const replay = (existing: { notification: Notification; requestHash: string | null }) => {
       if (existing.requestHash !== requestHash) {
         throw new AlreadyExistsError(
@@ -154,12 +155,14 @@ export function createNotifications(deps: NotificationsDeps) {
       cmd.content = rendered.content;
       pinned = rendered.pinned;
     }
+    // Preferences and quiet hours set the initial state before any quota is taken: a suppressed
+    // Send costs none, and needs no address (the user opted out, whether reachable or not).
+    const admission = await admitSend(tenantId, cmd, at);
     // No direct address: the recipient's (FailedPrecondition when it has none), resolved before
     // any quota is taken.
-    if (cmd.to === null) cmd.to = addressFor(await recipient(), cmd.userId, cmd.channel);
-    // Preferences and quiet hours set the initial state before any quota is taken: a suppressed
-    // Send costs none.
-    const admission = await admitSend(tenantId, cmd, at);
+    if (cmd.to === null && admission.status !== 'SUPPRESSED') {
+      cmd.to = addressFor(await recipient(), cmd.userId, cmd.channel);
+    }
     const ticket =
       deps.rateLimiter && admission.status !== 'SUPPRESSED'
         ? await deps.rateLimiter.take({ tenantId, userId: cmd.userId, channel: cmd.channel })
@@ -186,7 +189,8 @@ export function createNotifications(deps: NotificationsDeps) {
       return replay(result);
     }
     const created = result.notification;
-    events.publish(eventOf(created, null, null));
+    // As the stored first event: its error is the reason (an opt-out, quiet hours).
+    events.publish(eventOf(created, null, created.statusReason));
     if (created.status === 'PENDING') dispatchInBackground([created]);
     return { notification: created, replayed: false, rateLimit: ticket };
   }
@@ -245,19 +249,39 @@ export function createNotifications(deps: NotificationsDeps) {
   }
 
   /**
-   * SCHEDULED → PENDING now, bypassing quiet hours, and handed to the workers. Idempotent: one
-   * already on its way or delivered is returned as it is.
+   * SCHEDULED → PENDING now, bypassing quiet hours, and handed to the workers; or SUPPRESSED when
+   * the user has opted out since it was accepted. Idempotent: one already on its way or delivered
+   * is returned as it is.
    */
   async function deliverNow(tenantId: string, id: string): Promise<Notification> {
     requireUuid(id, 'id');
-    const released = await store.deliverNow(tenantId, id);
-    if (released !== null) {
-      events.publish(eventOf(released, null, null));
-      await dispatch([released]);
-      return released;
-    }
-    const current = await store.get(tenantId, id);
+    let current = await store.get(tenantId, id);
     if (current === null) throw new NotFoundError(`notification ${id}`);
+    if (current.status === 'SCHEDULED') {
+      const reason =
+        deps.preferences === null
+          ? undefined
+          : (await optOuts(deps.preferences, [current])).get(id);
+      if (reason !== undefined) {
+        const [suppressed] = await store.suppressScheduled([
+          { id, version: current.version, reason },
+        ]);
+        if (suppressed !== undefined) {
+          events.publish(eventOf(suppressed, null, reason));
+          return suppressed;
+        }
+      } else {
+        const released = await store.deliverNow(tenantId, id);
+        if (released !== null) {
+          events.publish(eventOf(released, null, null));
+          dispatchInBackground([released]);
+          return released;
+        }
+      }
+      // It changed meanwhile (released, cancelled): answer by its new state.
+      current = await store.get(tenantId, id);
+      if (current === null) throw new NotFoundError(`notification ${id}`);
+    }
     if (['PENDING', 'PROCESSING', 'RETRYING', 'DELIVERED'].includes(current.status)) {
       return current;
     }
@@ -422,6 +446,30 @@ export function createNotifications(deps: NotificationsDeps) {
   };
 }
 
+/**
+ * The opt-outs (by notification id, with the reason) that scheduled notifications now fall under:
+ * the accept-time decision made again, as a user may opt out while one waits. Quiet hours are not
+ * recomputed: a deferral already ends outside the window.
+ */
+export async function optOuts(
+  preferences: Pick<Preferences, 'forSend'>,
+  rows: readonly Notification[],
+): Promise<Map<string, string>> {
+  const reads = new Map<string, ReturnType<Preferences['forSend']>>();
+  const reasons = new Map<string, string>();
+  await Promise.all(
+    rows.map(async (n) => {
+      const key = `${n.tenantId}\u0000${n.userId}`;
+      let read = reads.get(key);
+      if (read === undefined) reads.set(key, (read = preferences.forSend(n.tenantId, n.userId)));
+      const prefs = await read;
+      const d = decide(n.channel, n.category, prefs.user?.rules ?? [], prefs.tenant);
+      if (!d.deliver) reasons.set(n.id, d.reason);
+    }),
+  );
+  return reasons;
+}
+
 /** The job that delivers a notification's current generation. */
 export function jobOf(n: Notification): Job {
   return {
@@ -509,15 +557,6 @@ function newNotification(
     readAt: null,
     archivedAt: null,
   };
-}
-
-/** Key-order-independent serialization of what makes two Sends "the same request". */
-function canonicalSend(cmd: SendCommand): string {
-  return JSON.stringify(cmd, (_key, value: unknown) =>
-    value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)
-      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : value,
-  );
 }
 
 /** Throws ValidationError naming `field` unless `id` is a UUID. */

@@ -85,8 +85,8 @@ export interface NotificationStore {
   /** PENDING | SCHEDULED | RETRYING -> CANCELLED. Null when the row was in none of those. */
   cancel(tenantId: string, id: string): Promise<Notification | null>;
   /**
-   * SCHEDULED -> PENDING now (send_at now, unpublished), whatever its send_at. Null when the row
-   * was not SCHEDULED.
+   * SCHEDULED -> PENDING now (send_at now, unpublished, status_reason cleared), whatever its
+   * send_at. Null when the row was not SCHEDULED.
    */
   deliverNow(tenantId: string, id: string): Promise<Notification | null>;
   /** Stamps published_at on rows a publish of `generation` reached the queue for. */
@@ -104,8 +104,20 @@ export interface NotificationStore {
   extendLease(id: string, attempt: number, leaseMs: number): Promise<boolean>;
   /** PENDING or RETRYING rows never published (or whose publish is unconfirmed) since before `olderThan`. */
   unpublished(olderThan: Date, limit: number): Promise<Notification[]>;
-  /** SCHEDULED rows due at `now` -> PENDING (unpublished), returned. */
-  releaseDue(now: Date, limit: number): Promise<Notification[]>;
+  /** SCHEDULED rows due at `now`, earliest first, unchanged (to be checked before release). */
+  dueScheduled(now: Date, limit: number): Promise<Notification[]>;
+  /**
+   * SCHEDULED rows due at `now` -> PENDING (unpublished, status_reason cleared), returned; only
+   * those in `ids` when given.
+   */
+  releaseDue(now: Date, limit: number, ids?: readonly string[]): Promise<Notification[]>;
+  /**
+   * SCHEDULED rows still at `version` -> SUPPRESSED with `reason` (an opt-out made after they
+   * were accepted); returned. A row that changed meanwhile is left alone.
+   */
+  suppressScheduled(
+    rows: readonly { id: string; version: number; reason: string }[],
+  ): Promise<Notification[]>;
   /**
    * PROCESSING rows whose lease expired -> RETRYING under a new generation (unpublished), or
    * FAILED (dead-lettered) when that was the last attempt of `maxAttempts`; returned.

@@ -21,7 +21,7 @@ import { CHANNELS, type Channel, type Priority, type Status } from './notificati
 import {
   describeWindow,
   formatHhMm,
-  parseHhMm,
+  parseWindow,
   quietHoursRelease,
   type QuietWindow,
 } from './quiet-hours.js';
@@ -51,7 +51,13 @@ export interface TenantPreferences {
   defaultRules: PreferenceRule[];
   /** Categories always delivered, whatever the rules say. */
   requiredCategories: string[];
+  /** The quiet hours in force: the tenant's own, else the deployment's default. */
   quietHours: QuietHours;
+  /**
+   * True when the tenant set none of its own: `quietHours` is the deployment's default, and
+   * follows it when the deployment changes it.
+   */
+  quietHoursDefault: boolean;
   /** For recipients without a time zone of their own. */
   defaultTimeZone: string;
   /** Null while the tenant runs on the defaults. */
@@ -59,7 +65,14 @@ export interface TenantPreferences {
 }
 
 /** What the store holds of a tenant; what it lacks comes from the defaults. */
-export type StoredTenantPreferences = Omit<TenantPreferences, 'updatedAt'> & { updatedAt: Date };
+export type StoredTenantPreferences = Omit<
+  TenantPreferences,
+  'quietHours' | 'quietHoursDefault' | 'updatedAt'
+> & {
+  /** Null: the deployment's default, resolved when read (never copied into the row). */
+  quietHours: QuietHours | null;
+  updatedAt: Date;
+};
 export type StoredUserPreferences = UserPreferences & { updatedAt: Date };
 
 /** What a Send needs to be decided: each part null when nothing is stored. */
@@ -85,7 +98,7 @@ export interface PreferenceStore {
   /** Replaces the tenant's settings; the stored settings. */
   putTenant(
     tenantId: string,
-    prefs: Omit<TenantPreferences, 'updatedAt'>,
+    prefs: Omit<StoredTenantPreferences, 'updatedAt'>,
   ): Promise<StoredTenantPreferences>;
 }
 
@@ -216,7 +229,10 @@ export interface UserPreferencesInput {
 export interface TenantPreferencesInput {
   defaultRules: readonly RuleInput[];
   requiredCategories: readonly string[];
-  /** Null: the deployment's default (22:00–08:00 unless configured otherwise). */
+  /**
+   * Null: the deployment's default (22:00–08:00 unless configured otherwise), stored as "none"
+   * so the tenant follows a later change of it.
+   */
   quietHours: QuietHoursInput | null;
   /** '' means UTC. */
   defaultTimeZone: string;
@@ -245,12 +261,36 @@ function rulesFrom(rules: readonly RuleInput[], field: string, bad: Bad): Prefer
 
 function quietHoursFrom(q: QuietHoursInput, field: string, bad: Bad): QuietHours {
   if (!q.enabled) return { enabled: false };
-  const start = parseHhMm(q.start);
-  const end = parseHhMm(q.end);
-  if (start === null) bad(`${field}.start`, 'must be a local time "HH:MM" (00:00 to 23:59)');
-  if (end === null) bad(`${field}.end`, 'must be a local time "HH:MM" (00:00 to 23:59)');
-  else if (start === end) bad(`${field}.end`, 'must differ from start');
-  return { enabled: true, window: { start: start ?? 0, end: end ?? 0 } };
+  const parsed = parseWindow(q.start, q.end);
+  if (parsed.ok) return { enabled: true, window: parsed.window };
+  if (parsed.start !== undefined) bad(`${field}.start`, parsed.start);
+  if (parsed.end !== undefined) bad(`${field}.end`, parsed.end);
+  return { enabled: false };
+}
+
+/**
+ * The tenant's settings in force: what it stored, with the deployment's default quiet hours where
+ * it set none (and every default when it stored nothing).
+ */
+export function tenantInForce(
+  stored: StoredTenantPreferences | null,
+  defaultQuietHours: QuietHours,
+): TenantPreferences {
+  if (stored === null) {
+    return {
+      defaultRules: [],
+      requiredCategories: [],
+      quietHours: defaultQuietHours,
+      quietHoursDefault: true,
+      defaultTimeZone: DEFAULT_TIME_ZONE,
+      updatedAt: null,
+    };
+  }
+  return {
+    ...stored,
+    quietHours: stored.quietHours ?? defaultQuietHours,
+    quietHoursDefault: stored.quietHours === null,
+  };
 }
 
 /** "HH:MM" fields of quiet hours, for the contract. */
@@ -271,13 +311,7 @@ export type Preferences = ReturnType<typeof createPreferences>;
 export function createPreferences(deps: PreferencesDeps) {
   const { store } = deps;
   const tenantOrDefault = (t: StoredTenantPreferences | null): TenantPreferences =>
-    t ?? {
-      defaultRules: [],
-      requiredCategories: [],
-      quietHours: deps.defaultQuietHours,
-      defaultTimeZone: DEFAULT_TIME_ZONE,
-      updatedAt: null,
-    };
+    tenantInForce(t, deps.defaultQuietHours);
   const view = (userId: string, user: UserPreferences | null, tenant: TenantPreferences) => ({
     preferences: user ?? { userId, rules: [], quietHours: null, updatedAt: null },
     tenant,
@@ -339,21 +373,23 @@ export function createPreferences(deps: PreferencesDeps) {
         else validateCategory(c, bad, at);
         if (input.requiredCategories.indexOf(c) !== i) bad(at, 'is a repeat');
       });
+      // Unset stays unset: the tenant follows the deployment's default, even when it changes.
       const quietHours =
         input.quietHours === null
-          ? deps.defaultQuietHours
+          ? null
           : quietHoursFrom(input.quietHours, 'preferences.quiet_hours', bad);
       const zone = input.defaultTimeZone === '' ? DEFAULT_TIME_ZONE : input.defaultTimeZone;
       if (!isTimeZone(zone)) {
         bad('preferences.default_time_zone', 'must be an IANA time zone, e.g. Europe/London');
       }
       if (v.length > 0) throw new ValidationError(v);
-      return store.putTenant(tenantId, {
+      const stored = await store.putTenant(tenantId, {
         defaultRules,
         requiredCategories: [...input.requiredCategories],
         quietHours,
         defaultTimeZone: zone,
       });
+      return tenantOrDefault(stored);
     },
   };
 }

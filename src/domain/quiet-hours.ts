@@ -28,6 +28,34 @@ export function parseHhMm(text: string): number | null {
   return m ? Number(m[1]) * 60 + Number(m[2]) : null;
 }
 
+const HHMM_RULE = 'must be a local time "HH:MM" (00:00 to 23:59)';
+
+/**
+ * The window from "HH:MM" `start` to "HH:MM" `end` (the one rule of preferences and of
+ * HERALD_DEFAULT_QUIET_HOURS), or the rule each bad end broke.
+ */
+export function parseWindow(
+  start: string,
+  end: string,
+): { ok: true; window: QuietWindow } | { ok: false; start?: string; end?: string } {
+  const s = parseHhMm(start);
+  const e = parseHhMm(end);
+  if (s !== null && e !== null && s !== e) return { ok: true, window: { start: s, end: e } };
+  return {
+    ok: false,
+    ...(s === null ? { start: HHMM_RULE } : {}),
+    ...(e === null ? { end: HHMM_RULE } : s === e ? { end: 'must differ from start' } : {}),
+  };
+}
+
+/** The window of "HH:MM-HH:MM" (e.g. 22:00-08:00), or null when the text is not one. */
+export function parseWindowText(text: string): QuietWindow | null {
+  const parts = text.split('-');
+  if (parts.length !== 2) return null;
+  const parsed = parseWindow((parts[0] ?? '').trim(), (parts[1] ?? '').trim());
+  return parsed.ok ? parsed.window : null;
+}
+
 /** "HH:MM" of minutes after midnight. */
 export function formatHhMm(minutes: number): string {
   return `${String(Math.floor(minutes / 60)).padStart(2, '0')}:${String(minutes % 60).padStart(2, '0')}`;

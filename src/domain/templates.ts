@@ -12,6 +12,7 @@ import {
   ValidationError,
   type FieldViolation,
 } from './errors.js';
+import { canonicalJson } from './canonical-json.js';
 import { CHANNELS, type Channel, type Content, type PinnedTemplate } from './notification.js';
 import {
   isVariableName,
@@ -21,11 +22,12 @@ import {
   renderSegments,
   type Segment,
 } from './template-render.js';
+import { decodePageToken, pageOf } from './page-token.js';
 import {
   checkMap,
   checkTemplateVariables,
-  isTemplateId,
   LIMITS,
+  missingParts,
   renderedContentViolations,
   validateTemplateId,
   type Bad,
@@ -311,7 +313,6 @@ function compileParts(
     }
     return parsed.segments;
   };
-  const has = (s: string | undefined) => (s ?? '').trim() !== '';
   for (const part of TEXT_PARTS[channel]) {
     const text = (p as Record<string, string | undefined>)[part.name] ?? '';
     const field = `${at}.${part.name}`;
@@ -327,22 +328,19 @@ function compileParts(
       compiled.data.push([k, parse(text, `${at}.data[${JSON.stringify(k)}]`)]);
     }
   }
-  switch (channel) {
-    case 'email':
-      if (!has(p.subject)) bad(`${at}.subject`, 'is required');
-      if (!has(p.text) && !has(p.html)) bad(`${at}.text`, 'text or html is required');
-      break;
-    case 'sms':
-      if (!has(p.text)) bad(`${at}.text`, 'is required');
-      break;
-    case 'push':
-    case 'in_app':
-      if (!has(p.title) && !has(p.body)) bad(`${at}.body`, 'title or body is required');
-      break;
-    case 'webhook':
-      if (!has(p.body) && Object.keys(p.data ?? {}).length === 0)
-        bad(`${at}.body`, 'body or data is required');
-      break;
+  // A Send's content rules, over the unrendered parts, named as the template names them.
+  const asContent: Content = {};
+  const nameOf = (c: keyof Content) =>
+    TEXT_PARTS[channel].find((part) => part.content === c)?.name ?? c;
+  for (const part of TEXT_PARTS[channel]) {
+    asContent[part.content] = (p as Record<string, string | undefined>)[part.name] ?? '';
+  }
+  if (HAS_DATA[channel]) asContent.data = p.data ?? {};
+  for (const m of missingParts(asContent, channel)) {
+    bad(
+      `${at}.${nameOf(m.field)}`,
+      m.anyOf.length === 1 ? 'is required' : `${m.anyOf.map(nameOf).join(' or ')} is required`,
+    );
   }
   return compiled;
 }
@@ -404,7 +402,8 @@ export function resolveVariables(
   given: Readonly<Record<string, string>>,
   what: string,
 ): { values: Record<string, string>; missing: FieldViolation[] } {
-  const values: Record<string, string> = {};
+  // No prototype: a variable may be named `__proto__` (or `constructor`), and must be kept.
+  const values = Object.create(null) as Record<string, string>;
   const missing: FieldViolation[] = [];
   for (const variable of t.fields.variables) {
     if (Object.hasOwn(given, variable.name)) values[variable.name] = given[variable.name] ?? '';
@@ -630,11 +629,18 @@ export function createTemplates(store: TemplateStore, options: TemplatesOptions 
       fields: TemplateFields,
     ): Promise<{ template: TemplateVersion; outcome: 'created' | 'updated' | 'unchanged' }> {
       compileTemplate(fields);
-      const latest = await store.get(tenantId, fields.id, null);
+      let latest = await store.get(tenantId, fields.id, null);
       if (latest === null) {
         const created = await store.create(tenantId, fields);
         if (created !== null) return { template: created, outcome: 'created' };
-      } else if (canonical(fieldsOf(latest)) === canonical(fields) && latest.archivedAt === null) {
+        // A concurrent push created it first: compare with what that one stored.
+        latest = await store.get(tenantId, fields.id, null);
+      }
+      if (
+        latest !== null &&
+        latest.archivedAt === null &&
+        canonicalJson(fieldsOf(latest)) === canonicalJson(fields)
+      ) {
         return { template: latest, outcome: 'unchanged' };
       }
       const r = await store.addVersion(tenantId, fields, latest?.version ?? null);
@@ -655,23 +661,18 @@ export function createTemplates(store: TemplateStore, options: TemplatesOptions 
       const v: FieldViolation[] = [];
       if (input.pageSize < 0 || input.pageSize > TEMPLATE_PAGE_SIZE.max)
         v.push({ field: 'page_size', description: `must be 0 to ${TEMPLATE_PAGE_SIZE.max}` });
-      const afterId = input.pageToken === '' ? null : decodeTemplatePageToken(input.pageToken);
-      if (afterId === undefined)
+      const after = input.pageToken === '' ? null : decodePageToken('templates', input.pageToken);
+      if (after === undefined)
         v.push({ field: 'page_token', description: 'is not a token this API returned' });
       if (v.length > 0) throw new ValidationError(v);
       const limit = input.pageSize === 0 ? TEMPLATE_PAGE_SIZE.default : input.pageSize;
       const rows = await store.list(tenantId, {
-        afterId: afterId ?? null,
+        afterId: after?.id ?? null,
         limit: limit + 1,
         includeArchived: input.includeArchived,
       });
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        templates: page,
-        nextPageToken:
-          rows.length > limit && last !== undefined ? encodeTemplatePageToken(last.id) : '',
-      };
+      const { page, nextPageToken } = pageOf('templates', rows, limit, (t) => ({ id: t.id }));
+      return { templates: page, nextPageToken };
     },
 
     async archive(tenantId: string, id: string): Promise<TemplateVersion> {
@@ -739,33 +740,8 @@ const fieldsOf = (t: TemplateVersion): TemplateFields => ({
   locales: t.locales,
 });
 
-/** Key-order-independent JSON, to compare versions' fields. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : v,
-  );
-}
-
 function requireId(id: string, field: string): void {
   const v: FieldViolation[] = [];
   validateTemplateId(id, (f, d) => v.push({ field: f, description: d }), field);
   if (v.length > 0) throw new ValidationError(v);
-}
-
-/** Page tokens of ListTemplates: the last id of the page, tagged so no other listing takes it. */
-export function encodeTemplatePageToken(lastId: string): string {
-  return Buffer.from(JSON.stringify(['tpl', lastId])).toString('base64url');
-}
-
-export function decodeTemplatePageToken(token: string): string | undefined {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    if (!Array.isArray(parsed) || parsed.length !== 2 || parsed[0] !== 'tpl') return undefined;
-    const id: unknown = parsed[1];
-    return typeof id === 'string' && isTemplateId(id) ? id : undefined;
-  } catch {
-    return undefined;
-  }
 }

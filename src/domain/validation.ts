@@ -92,7 +92,6 @@ const WHITESPACE = /\s/;
 const NUL = '\u0000';
 const NO_NUL = 'must not contain NUL (U+0000) characters';
 
-/** Validates a Send request; throws ValidationError listing every bad field. */
 /** A user id: 1 to 128 characters, no control characters. */
 export function validateUserId(userId: string, bad: Bad, field = 'user_id'): void {
   if (userId.length === 0) bad(field, 'is required');
@@ -111,6 +110,7 @@ export function validateCategory(category: string, bad: Bad, field = 'category')
     );
 }
 
+/** Validates a Send request; throws ValidationError listing every bad field. */
 export function validateSend(input: SendInput, now: Date): SendCommand {
   const v: FieldViolation[] = [];
   const bad = (field: string, description: string) => v.push({ field, description });
@@ -252,7 +252,6 @@ function validateContent(c: Content, channel: Channel | null, bad: Bad): void {
   const html = c.html ?? '';
   const title = c.title ?? '';
   const data = c.data ?? {};
-  const has = (s: string) => s.trim().length > 0;
 
   if (subject.length > LIMITS.subject)
     bad('content.subject', `must be at most ${LIMITS.subject} characters`);
@@ -267,28 +266,53 @@ function validateContent(c: Content, channel: Channel | null, bad: Bad): void {
   }
   checkMap(data, 'content.data', LIMITS.dataEntries, LIMITS.dataKey, LIMITS.dataValue, bad);
 
-  switch (channel) {
-    case 'email':
-      if (!has(subject)) bad('content.subject', 'is required for email');
-      if (!has(body) && !has(html)) bad('content.body', 'body or html is required for email');
-      break;
-    case 'sms':
-      if (!has(body)) bad('content.body', 'is required for sms');
-      break;
-    case 'push':
-    case 'in_app':
-      if (!has(title) && !has(body))
-        bad('content.body', `title or body is required for ${channel}`);
-      break;
-    case 'webhook':
-      if (!has(body) && Object.keys(data).length === 0)
-        bad('content.body', 'body or data is required for webhook');
-      break;
-    case null:
-      break;
+  if (channel !== null) {
+    for (const m of missingParts(c, channel)) {
+      bad(
+        `content.${m.field}`,
+        m.anyOf.length === 1
+          ? `is required for ${channel}`
+          : `${m.anyOf.join(' or ')} is required for ${channel}`,
+      );
+    }
   }
   if (html !== '' && channel !== null && channel !== 'email')
     bad('content.html', 'is only allowed for email');
+}
+
+/** A part of a notification's content. */
+export type ContentPart = keyof Content;
+
+/**
+ * What each channel's content needs: from each group, at least one part that is not blank (data:
+ * not empty); a group that has none is reported under its `field`. Template parts are checked
+ * against the same groups (their `text` standing for `body`).
+ */
+const REQUIRED_PARTS: Record<
+  Channel,
+  readonly { anyOf: readonly ContentPart[]; field: ContentPart }[]
+> = {
+  email: [
+    { anyOf: ['subject'], field: 'subject' },
+    { anyOf: ['body', 'html'], field: 'body' },
+  ],
+  sms: [{ anyOf: ['body'], field: 'body' }],
+  push: [{ anyOf: ['title', 'body'], field: 'body' }],
+  in_app: [{ anyOf: ['title', 'body'], field: 'body' }],
+  webhook: [{ anyOf: ['body', 'data'], field: 'body' }],
+};
+
+/** The required groups of parts (see REQUIRED_PARTS) that `c` lacks for `channel`. */
+export function missingParts(
+  c: Content,
+  channel: Channel,
+): { anyOf: readonly ContentPart[]; field: ContentPart }[] {
+  const present = (part: ContentPart): boolean => {
+    const value = c[part];
+    if (value === undefined) return false;
+    return typeof value === 'string' ? value.trim() !== '' : Object.keys(value).length > 0;
+  };
+  return REQUIRED_PARTS[channel].filter((group) => !group.anyOf.some(present));
 }
 
 /** The address rules of each channel, for `field` (Send's `to`, or a recipient's own fields). */

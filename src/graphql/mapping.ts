@@ -2,7 +2,12 @@
  * Between the api's protobuf messages and the GraphQL schema's types, and from Connect errors to
  * GraphQL errors with `extensions.code` (unexpected ones are masked by the gateway).
  */
-import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import {
+  timestampDate,
+  timestampFromDate,
+  type Duration,
+  type Timestamp,
+} from '@bufbuild/protobuf/wkt';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { codeToString } from '@connectrpc/connect/protocol-connect';
@@ -34,7 +39,9 @@ import { GraphQLError } from 'graphql';
 import type {
   Channel,
   Content,
+  FieldViolation,
   InboxChange,
+  KeyValueInput,
   Notification,
   NotificationEvent,
   NotificationStatus,
@@ -56,6 +63,14 @@ const iso = (t: Timestamp | undefined): string | null =>
   t ? timestampDate(t).toISOString() : null;
 const keyValues = (m: Record<string, string>) =>
   Object.entries(m).map(([key, value]) => ({ key, value }));
+
+/** A list of GraphQL key-value inputs as the api's map (null or omitted: empty). */
+export const recordOf = (
+  kvs: readonly KeyValueInput[] | null | undefined,
+): Record<string, string> => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, kv.value]));
+
+/** A retry delay in whole milliseconds, as extensions.retryAfterMs carries it. */
+const millisOf = (d: Duration): number => Number(d.seconds) * 1000 + Math.round(d.nanos / 1e6);
 
 /** A notification for GraphQL; `events` is filled in when the api returned the history. */
 export function notificationFromPb(
@@ -225,8 +240,7 @@ export function graphqlErrorFrom(err: unknown): unknown {
   }
   const [retry] = err.findDetails(RetryInfoSchema);
   if (retry?.retryDelay) {
-    extensions.retryAfterMs =
-      Number(retry.retryDelay.seconds) * 1000 + Math.round(retry.retryDelay.nanos / 1e6);
+    extensions.retryAfterMs = millisOf(retry.retryDelay);
   }
   return new GraphQLError(err.rawMessage, { extensions });
 }
@@ -248,16 +262,14 @@ export function sendRequestFromInput(
           body: input.content.body ?? '',
           html: input.content.html ?? '',
           title: input.content.title ?? '',
-          data: Object.fromEntries((input.content.data ?? []).map((kv) => [kv.key, kv.value])),
+          data: recordOf(input.content.data),
         }
       : undefined,
     template: input.template
       ? {
           id: input.template.id,
           version: input.template.version ?? 0,
-          variables: Object.fromEntries(
-            (input.template.variables ?? []).map((kv) => [kv.key, kv.value]),
-          ),
+          variables: recordOf(input.template.variables),
         }
       : undefined,
     to: input.to ?? '',
@@ -265,7 +277,7 @@ export function sendRequestFromInput(
     priority: input.priority ? priorityToPb(input.priority) : 0,
     category: input.category ?? '',
     sendAt: timestampArg(input.sendAt, `${field}send_at`),
-    metadata: Object.fromEntries((input.metadata ?? []).map((kv) => [kv.key, kv.value])),
+    metadata: recordOf(input.metadata),
     correlationId: input.correlationId ?? '',
   };
 }
@@ -277,6 +289,26 @@ const CODES_BY_NAME = new Map(
     name,
   ]),
 );
+
+/**
+ * The result of a sendNotifications input the gateway itself found bad (sendRequestFromInput
+ * threw BAD_USER_INPUT): its error as the api reports a bad item's. Anything else is rethrown.
+ */
+export function badInputResult(err: unknown): SendNotificationResult {
+  if (!(err instanceof GraphQLError) || err.extensions.code !== 'BAD_USER_INPUT') throw err;
+  return {
+    id: null,
+    status: null,
+    createdAt: null,
+    replayed: null,
+    error: {
+      code: 'BAD_USER_INPUT',
+      message: err.message,
+      fieldViolations: (err.extensions.fieldViolations ?? []) as FieldViolation[],
+      retryAfterMs: null,
+    },
+  };
+}
 
 /** One result of SendBatch, its error coded as graphqlErrorFrom codes a whole call's. */
 export function sendResultFromPb(r: SendBatchResult): SendNotificationResult {
@@ -304,9 +336,7 @@ export function sendResultFromPb(r: SendBatchResult): SendNotificationResult {
         field: v.field,
         description: v.description,
       })),
-      retryAfterMs: e?.retryDelay
-        ? Number(e.retryDelay.seconds) * 1000 + Math.round(e.retryDelay.nanos / 1e6)
-        : null,
+      retryAfterMs: e?.retryDelay ? millisOf(e.retryDelay) : null,
     },
   };
 }
@@ -331,6 +361,40 @@ export async function callApi<T>(call: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw graphqlErrorFrom(err);
   }
+}
+
+/**
+ * An api call whose NOT_FOUND means "there is no such thing" to GraphQL: null instead of an
+ * error. Other errors are turned into GraphQL errors as callApi does.
+ */
+export async function callApiOrNull<T>(call: () => Promise<T>): Promise<T | null> {
+  try {
+    return await call();
+  } catch (err) {
+    const mapped = graphqlErrorFrom(err);
+    if (mapped instanceof GraphQLError && mapped.extensions.code === 'NOT_FOUND') return null;
+    throw mapped;
+  }
+}
+
+/**
+ * A Relay connection over one page of an api list. `cursor` gives the page token that continues
+ * after a node, so a client can resume after any edge.
+ */
+export function connectionOf<P, N>(
+  items: readonly P[],
+  nextPageToken: string,
+  node: (item: P) => N,
+  cursor: (item: P, node: N) => string,
+) {
+  const edges = items.map((item) => {
+    const n = node(item);
+    return { node: n, cursor: cursor(item, n) };
+  });
+  return {
+    edges,
+    pageInfo: { hasNextPage: nextPageToken !== '', endCursor: edges.at(-1)?.cursor ?? null },
+  };
 }
 
 /** A template version for GraphQL; locales sorted so the answer is stable. */
@@ -397,7 +461,7 @@ export function recipientInputToPb(input: RecipientInput) {
     phone: input.phone ?? '',
     timeZone: input.timeZone ?? '',
     locale: input.locale ?? '',
-    data: Object.fromEntries((input.data ?? []).map((kv) => [kv.key, kv.value])),
+    data: recordOf(input.data),
   };
 }
 

@@ -16,7 +16,6 @@ import type {
 } from '@herald/client/gen/herald/v1/notification_pb';
 import { GraphQLError } from 'graphql';
 import { encodePageToken } from '../domain/page-token.js';
-import { encodeTemplatePageToken } from '../domain/templates.js';
 import { asCaller, type GatewayContext } from './context.js';
 import type {
   InboxFilter,
@@ -25,16 +24,21 @@ import type {
   NotificationConnection,
   NotificationFilter,
   Resolvers,
+  SendNotificationResult,
 } from './generated/resolvers.js';
 import {
+  badInputResult,
   callApi,
+  callApiOrNull,
   channelToPb,
+  connectionOf,
   graphqlErrorFrom,
   notificationFromPb,
   preferencesFromPb,
   preferencesInputToPb,
   recipientFromPb,
   recipientInputToPb,
+  recordOf,
   sendRequestFromInput,
   sendResultFromPb,
   statsFromPb,
@@ -156,20 +160,12 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       pageToken: after ?? '',
     };
     const res = await callApi(() => ctx.herald.listNotifications(req, asCaller(ctx)));
-    const edges = res.notifications.map((n) => {
-      const node = notificationFromPb(n);
-      return {
-        node,
-        cursor: encodePageToken('notifications', { at: new Date(node.createdAt), id: node.id }),
-      };
-    });
-    return {
-      edges,
-      pageInfo: {
-        hasNextPage: res.nextPageToken !== '',
-        endCursor: edges.at(-1)?.cursor ?? null,
-      },
-    };
+    return connectionOf(
+      res.notifications,
+      res.nextPageToken,
+      (n) => notificationFromPb(n),
+      (_, n) => encodePageToken('notifications', { at: new Date(n.createdAt), id: n.id }),
+    );
   }
 
   /** A Relay connection over one ListInbox page (of the token's user). */
@@ -189,17 +185,12 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
         asCaller(ctx),
       ),
     );
-    const edges = res.notifications.map((n) => {
-      const node = notificationFromPb(n);
-      return {
-        node,
-        cursor: encodePageToken('inbox', { at: new Date(node.createdAt), id: node.id }),
-      };
-    });
-    return {
-      edges,
-      pageInfo: { hasNextPage: res.nextPageToken !== '', endCursor: edges.at(-1)?.cursor ?? null },
-    };
+    return connectionOf(
+      res.notifications,
+      res.nextPageToken,
+      (n) => notificationFromPb(n),
+      (_, n) => encodePageToken('inbox', { at: new Date(n.createdAt), id: n.id }),
+    );
   }
 
   async function unreadCount(ctx: GatewayContext): Promise<number> {
@@ -209,9 +200,12 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
 
   /**
    * The unread count, then its new value after each change `changes` reports (repeats left
-   * out). `changes` must start with the latest notification's current state when there is one:
-   * the api sends that only once its live subscription is in place, so the count read after it
-   * misses no change made before. Leaving ends `changes` at once, as watch() does.
+   * out). The first value is read at once, maybe before the api's stream is live, so `changes`
+   * must start with the current state of the user's latest notification when there is one
+   * (initialCount 1): the api reads that only once its live subscription is in place, and the
+   * count is read again after it, so a delivery in between is not missed. A user the api finds
+   * no notification of then had no delivery before the stream went live either, so the first
+   * value stands until a change comes. Leaving ends `changes` at once, as watch() does.
    */
   function unreadCounts(
     ctx: GatewayContext,
@@ -252,25 +246,6 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
     return iterator;
   }
 
-  /**
-   * The user a user token names. Read, not verified: the api verifies the token on every call
-   * and refuses a watch of anyone else.
-   */
-  function userOfToken(ctx: GatewayContext, what = 'myNotifications'): string {
-    const token = /^Bearer\s+(\S+)$/i.exec(ctx.authorization ?? '')?.[1] ?? '';
-    try {
-      const claims = JSON.parse(
-        Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'),
-      ) as { sub?: unknown };
-      if (typeof claims.sub === 'string' && claims.sub !== '') return claims.sub;
-    } catch {
-      // fall through
-    }
-    throw new GraphQLError(`${what} needs a user token`, {
-      extensions: { code: 'UNAUTHENTICATED' },
-    });
-  }
-
   /** `me` needs a user token: an API key has no "me". */
   function requireUser(ctx: GatewayContext, what = 'me'): void {
     if (ctx.authorization !== null && /^Bearer\s+hk_/i.test(ctx.authorization)) {
@@ -283,14 +258,8 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
   return {
     Query: {
       notification: async (_, { id }, ctx) => {
-        try {
-          const res = await ctx.herald.getNotification({ id }, asCaller(ctx));
-          return res.notification ? notificationFromPb(res.notification, res.events) : null;
-        } catch (err) {
-          const mapped = graphqlErrorFrom(err);
-          if (mapped instanceof GraphQLError && mapped.extensions.code === 'NOT_FOUND') return null;
-          throw mapped;
-        }
+        const res = await callApiOrNull(() => ctx.herald.getNotification({ id }, asCaller(ctx)));
+        return res?.notification ? notificationFromPb(res.notification, res.events) : null;
       },
       notifications: (_, args, ctx) => page(ctx, args.filter, args.first, args.after),
       stats: async (_, args, ctx) =>
@@ -311,17 +280,10 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
         return {} as never; // fields below resolve on their own
       },
       template: async (_, { id, version }, ctx) => {
-        try {
-          const res = await ctx.herald.templates.getTemplate(
-            { id, version: version ?? 0 },
-            asCaller(ctx),
-          );
-          return res.template ? templateFromPb(res.template) : null;
-        } catch (err) {
-          const mapped = graphqlErrorFrom(err);
-          if (mapped instanceof GraphQLError && mapped.extensions.code === 'NOT_FOUND') return null;
-          throw mapped;
-        }
+        const res = await callApiOrNull(() =>
+          ctx.herald.templates.getTemplate({ id, version: version ?? 0 }, asCaller(ctx)),
+        );
+        return res?.template ? templateFromPb(res.template) : null;
       },
       templates: async (_, { first, after, includeArchived }, ctx) => {
         const res = await callApi(() =>
@@ -334,18 +296,9 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
             asCaller(ctx),
           ),
         );
-        // Each edge's cursor is the page token that continues after it.
-        const edges = res.templates.map((t) => ({
-          node: templateFromPb(t),
-          cursor: encodeTemplatePageToken(t.id),
-        }));
-        return {
-          edges,
-          pageInfo: {
-            hasNextPage: res.nextPageToken !== '',
-            endCursor: edges.at(-1)?.cursor ?? null,
-          },
-        };
+        return connectionOf(res.templates, res.nextPageToken, templateFromPb, (t) =>
+          encodePageToken('templates', { id: t.id }),
+        );
       },
       previewTemplate: async (_, { id, version, locale, variables, channel }, ctx) =>
         templatePreviewFromPb(
@@ -355,7 +308,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
                 id,
                 version: version ?? 0,
                 locale: locale ?? '',
-                variables: Object.fromEntries((variables ?? []).map((kv) => [kv.key, kv.value])),
+                variables: recordOf(variables),
                 channel: channel ? channelToPb(channel) : undefined,
               },
               asCaller(ctx),
@@ -363,14 +316,10 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
           ),
         ),
       recipient: async (_, { userId }, ctx) => {
-        try {
-          const res = await ctx.herald.recipients.getRecipient({ userId }, asCaller(ctx));
-          return res.recipient ? recipientFromPb(res.recipient) : null;
-        } catch (err) {
-          const mapped = graphqlErrorFrom(err);
-          if (mapped instanceof GraphQLError && mapped.extensions.code === 'NOT_FOUND') return null;
-          throw mapped;
-        }
+        const res = await callApiOrNull(() =>
+          ctx.herald.recipients.getRecipient({ userId }, asCaller(ctx)),
+        );
+        return res?.recipient ? recipientFromPb(res.recipient) : null;
       },
     },
     Me: {
@@ -407,10 +356,22 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
         };
       },
       sendNotifications: async (_, { inputs }, ctx) => {
-        const items = inputs.map((input, i) => sendRequestFromInput(input, `items[${i}].`));
+        // An input the gateway cannot map (an unparseable sendAt) fails on its own. The api gets
+        // an empty item in its place, which it refuses without storing anything or using quota,
+        // so the other inputs keep their indexes (the api names their fields items[i].…), the
+        // counts stay right and the api still judges the batch's size.
+        const own = new Map<number, SendNotificationResult>();
+        const items = inputs.map((input, i) => {
+          try {
+            return sendRequestFromInput(input, `items[${i}].`);
+          } catch (err) {
+            own.set(i, badInputResult(err));
+            return {};
+          }
+        });
         const res = await callApi(() => ctx.herald.sendBatch({ items }, asCaller(ctx)));
         return {
-          results: res.results.map(sendResultFromPb),
+          results: res.results.map((r, i) => own.get(i) ?? sendResultFromPb(r)),
           acceptedCount: res.acceptedCount,
           failedCount: res.failedCount,
         };
@@ -498,10 +459,11 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       myNotifications: {
         subscribe: (_, __, ctx) => {
           requireUser(ctx);
-          // The feed of the token's user (the api checks the token and refuses any other user),
-          // starting with the latest few so a reconnecting client sees the current state.
+          // The feed of the token's user (an empty user_id: the api fills in the user of the token
+          // it verified), starting with the latest few so a reconnecting client sees the current
+          // state.
           return watch(ctx, {
-            target: { case: 'userId', value: userOfToken(ctx) },
+            target: { case: 'userId', value: '' },
             initialCount: 20,
           });
         },
@@ -513,7 +475,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
           // Every change of the user's notifications may move the count; the latest one's state
           // comes first (see unreadCounts).
           const changes = watch(ctx, {
-            target: { case: 'userId', value: userOfToken(ctx, 'myUnreadCount') },
+            target: { case: 'userId', value: '' },
             initialCount: 1,
           });
           return unreadCounts(ctx, changes);

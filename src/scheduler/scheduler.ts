@@ -2,7 +2,8 @@
  * The scheduler's sweeps. Leader-less: every statement locks the rows it moves with SKIP LOCKED and
  * republishing is deduplicated by message id, so any number of schedulers may run.
  *
- * - due: SCHEDULED rows whose send_at has come -> PENDING, published;
+ * - due: SCHEDULED rows whose send_at has come -> PENDING, published; or SUPPRESSED when the user
+ *   opted out while they waited (preferences are checked again, quiet hours are not);
  * - reclaim: PROCESSING rows whose lease expired (the worker died) -> RETRYING under a new
  *   generation, published; or FAILED and dead-lettered when that was the last attempt;
  * - outbox: PENDING / RETRYING rows whose publish was never confirmed -> published again;
@@ -10,8 +11,9 @@
  *   message, or gave up on it after max_deliver) -> a new generation, published again.
  */
 import type { Notification } from '../domain/notification.js';
-import { eventOf } from '../domain/notifications.js';
+import { eventOf, optOuts } from '../domain/notifications.js';
 import type { DeadLetterSink, Logger, NotificationStore, StatusEvents } from '../domain/ports.js';
+import type { Preferences } from '../domain/preferences.js';
 
 export interface SchedulerDeps {
   store: NotificationStore;
@@ -19,6 +21,8 @@ export interface SchedulerDeps {
   /** Publishes rows to the queue and stamps them published (Notifications.dispatch). */
   dispatch: (rows: readonly Notification[]) => Promise<void>;
   logger: Logger;
+  /** Opt-outs made while a notification waited suppress it at release; null releases all. */
+  preferences: Pick<Preferences, 'forSend'> | null;
   intervalMs: number;
   /** How long an unpublished row may wait for its original publish before the sweep takes it. */
   outboxGraceMs: number;
@@ -35,6 +39,7 @@ export interface SchedulerDeps {
 
 export interface SweepCounts {
   released: number;
+  suppressed: number;
   reclaimed: number;
   failed: number;
   revived: number;
@@ -53,10 +58,37 @@ export function createScheduler(deps: SchedulerDeps) {
   const reviveEveryMs = Math.min(deps.staleAfterMs / 5, 60_000);
   let lastReviveAt = 0;
 
+  /**
+   * Due rows are checked against the preferences before they are released, so one the user has
+   * opted out of meanwhile goes SCHEDULED → SUPPRESSED and never reaches the queue; only the rows
+   * checked are released.
+   */
+  async function releaseDue(at: Date) {
+    if (deps.preferences === null) {
+      return { released: await store.releaseDue(at, limit), suppressed: [] };
+    }
+    const due = await store.dueScheduled(at, limit);
+    if (due.length === 0) return { released: [], suppressed: [] };
+    const reasons = await optOuts(deps.preferences, due);
+    const suppressed = await store.suppressScheduled(
+      due.flatMap((n) => {
+        const reason = reasons.get(n.id);
+        return reason === undefined ? [] : [{ id: n.id, version: n.version, reason }];
+      }),
+    );
+    const keep = due.filter((n) => !reasons.has(n.id)).map((n) => n.id);
+    const released = keep.length === 0 ? [] : await store.releaseDue(at, limit, keep);
+    if (suppressed.length > 0) {
+      logger.info({ count: suppressed.length }, 'suppressed scheduled notifications opted out of');
+    }
+    return { released, suppressed };
+  }
+
   /** One pass of every sweep. */
   async function sweep(): Promise<SweepCounts> {
     const at = now();
-    const released = await store.releaseDue(at, limit);
+    const { released, suppressed } = await releaseDue(at);
+    for (const n of suppressed) events.publish(eventOf(n, null, n.statusReason));
     const changed = await store.reclaimExpired(at, limit, deps.maxAttempts);
     for (const n of [...released, ...changed]) events.publish(eventOf(n, null, n.lastError));
     const failed = changed.filter((n) => n.status === 'FAILED');
@@ -96,6 +128,7 @@ export function createScheduler(deps: SchedulerDeps) {
       logger.info({ count: stale.length }, 'outbox: republished unpublished notifications');
     return {
       released: released.length,
+      suppressed: suppressed.length,
       reclaimed: reclaimed.length,
       failed: failed.length,
       revived: revived.length,

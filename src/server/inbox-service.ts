@@ -17,9 +17,10 @@ import {
   type MarkAllReadRequest,
   type MarkInboxRequest,
 } from '@herald/client/gen/herald/v1/inbox_pb';
+import { InboxChange as PbInboxChange } from '@herald/client/gen/herald/v1/notification_pb';
 import type { Inbox, MarkOutcome } from '../domain/inbox.js';
 import { principalOf, requestUser } from './auth.js';
-import { inboxChangeFromPb, notificationToPb } from './mapping.js';
+import { enumFromPb, notificationToPb } from './mapping.js';
 
 const OUTCOMES: Record<MarkOutcome, PbMarkOutcome> = {
   changed: PbMarkOutcome.CHANGED,
@@ -34,7 +35,7 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
     const p = principalOf(ctx);
     const page = await this.inbox.list(p.tenantId, {
       userId: requestUser(p, req.userId, 'its own inbox'),
-      filter: filterFromPb(req.filter),
+      filter: enumFromPb(PbInboxFilter, req.filter),
       pageSize: req.pageSize,
       pageToken: req.pageToken,
     });
@@ -49,7 +50,8 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
     const { results, unreadCount } = await this.inbox.mark(p.tenantId, {
       userId: requestUser(p, req.userId, 'its own inbox'),
       ids: req.ids,
-      change: inboxChangeFromPb(req.action),
+      // The domain's inbox changes are the contract's names as they are (READ).
+      change: enumFromPb(PbInboxChange, req.action, (name) => name),
     });
     return create(MarkInboxResponseSchema, {
       results: results.map((r) => ({
@@ -78,11 +80,4 @@ export class InboxServiceHandler implements ServiceImpl<typeof InboxService> {
     const n = await this.inbox.unreadCount(p.tenantId, requestUser(p, req.userId, 'its own inbox'));
     return create(GetUnreadCountResponseSchema, { unreadCount: BigInt(n) });
   }
-}
-
-/** The domain filter ('' when unset; a description the use case rejects when unknown). */
-function filterFromPb(value: PbInboxFilter): string {
-  if (value === PbInboxFilter.UNSPECIFIED) return '';
-  const name = PbInboxFilter[value] as string | undefined;
-  return name === undefined ? `unknown value ${value}` : name.toLowerCase();
 }

@@ -42,15 +42,23 @@ import type {
 import type { StatsInput } from '../domain/stats.js';
 import type { SendInput } from '../domain/validation.js';
 
-/** The domain name of an enum value ('' for UNSPECIFIED, a description for an unknown number). */
-function enumName(e: Record<number, string>, value: number): string {
+/**
+ * The domain value of an enum value: `toDomain` of its name (lower case unless given), '' for
+ * UNSPECIFIED, and a description for a number the contract does not define, which the use case's
+ * validation then rejects by name.
+ */
+export function enumFromPb(
+  e: Record<number, string>,
+  value: number,
+  toDomain: (name: string) => string = (name) => name.toLowerCase(),
+): string {
   if (value === 0) return '';
   const name = e[value];
-  return name === undefined ? `unknown value ${value}` : name.toLowerCase();
+  return name === undefined ? `unknown value ${value}` : toDomain(name);
 }
 
 export function channelFromPb(value: PbChannel): string {
-  return enumName(PbChannel, value);
+  return enumFromPb(PbChannel, value);
 }
 
 export function channelToPb(c: Channel): PbChannel {
@@ -120,7 +128,7 @@ export function sendInputFromPb(req: SendRequest): SendInput {
       : null,
     to: req.to,
     idempotencyKey: req.idempotencyKey,
-    priority: enumName(PbPriority, req.priority),
+    priority: enumFromPb(PbPriority, req.priority),
     category: req.category,
     sendAt: dateFromPb(req.sendAt),
     metadata: req.metadata,
@@ -188,13 +196,6 @@ export function eventToPb(e: NotificationEvent): PbNotificationEvent {
     generation: BigInt(e.generation),
     inboxChange: e.inboxChange ? PbInboxChange[e.inboxChange] : PbInboxChange.UNSPECIFIED,
   });
-}
-
-/** The domain name of an inbox change ('' for UNSPECIFIED, a description for an unknown number). */
-export function inboxChangeFromPb(value: PbInboxChange): string {
-  if (value === PbInboxChange.UNSPECIFIED) return '';
-  const name: string | undefined = PbInboxChange[value];
-  return name ?? `unknown value ${value}`;
 }
 
 /** A timestamp filter field; an unrepresentable value adds a violation naming `field`. */

@@ -154,9 +154,10 @@ export class NotificationServiceHandler implements Impl {
     this.openWatches += 1;
     try {
       const p = principalOf(ctx);
-      const target = watchTargetFromPb(req);
+      let target = watchTargetFromPb(req);
       if (p.userId !== null) {
-        if ('userId' in target) ownUser(p, target);
+        // An empty user_id is the token's own user.
+        if ('userId' in target) target = ownUser(p, target);
         // Not found unless it is the user's: the same answer as for an unknown id.
         else if (
           (await this.notifications.get(p.tenantId, target.notificationId)).notification.userId !==

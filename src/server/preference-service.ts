@@ -101,6 +101,7 @@ function tenantToPb(t: TenantPreferences) {
     defaultRules: t.defaultRules.map(ruleToPb),
     requiredCategories: t.requiredCategories,
     quietHours: quietHoursOutput(t.quietHours),
+    quietHoursDefault: t.quietHoursDefault,
     defaultTimeZone: t.defaultTimeZone,
     updatedAt: t.updatedAt === null ? undefined : timestampFromDate(t.updatedAt),
   });

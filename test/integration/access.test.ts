@@ -239,6 +239,37 @@ describe('user tokens', () => {
     expect(NotificationStatus[mine.status]).toBeDefined();
   });
 
+  it('watches the token’s own feed when a user token leaves user_id empty', async () => {
+    const service = clientWith(keys.a);
+    const user = `carol-${Date.now()}`;
+    await service.send(email(`${user}-other`, 'not hers'));
+    const latest = await service.send(email(user, 'hers'));
+    const stop = new AbortController();
+    const stream = clientWith(token(user))
+      .watchNotifications(
+        { target: { case: 'userId', value: '' }, initialCount: 1 },
+        { signal: stop.signal },
+      )
+      [Symbol.asyncIterator]();
+    try {
+      // The user's latest notification comes first, read once the stream is live.
+      const first = await stream.next();
+      expect(first.done ? null : first.value.notification?.id).toBe(latest.id);
+      await service.send(email(`${user}-other`, 'not hers either'));
+      const next = await service.send(email(user, 'hers too'));
+      const seen: string[] = [];
+      for (;;) {
+        const r = await stream.next();
+        if (r.done) throw new Error('the watch ended');
+        seen.push(r.value.notification?.userId ?? '');
+        if (r.value.notification?.id === next.id) break;
+      }
+      expect(new Set(seen)).toEqual(new Set([user]));
+    } finally {
+      stop.abort();
+    }
+  });
+
   it('refuses forged, alg=none, expired and wrong-audience tokens', async () => {
     const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
     const now = Math.floor(Date.now() / 1000);

@@ -300,6 +300,77 @@ describe('sendNotifications (GraphQL)', () => {
       notification: { id: results[0]?.id },
     });
   });
+
+  it('fails only the input whose sendAt is not a date, naming items[i].send_at, and sends the others', async () => {
+    const run = `g-${randomUUID()}`;
+    const input = (userId: string, sendAt?: string) => ({
+      userId,
+      channel: 'IN_APP',
+      content: { title: 'Hello' },
+      ...(sendAt === undefined ? {} : { sendAt }),
+    });
+    const body = await graphql(
+      `
+        mutation Send($inputs: [SendNotificationInput!]!) {
+          sendNotifications(inputs: $inputs) {
+            acceptedCount
+            failedCount
+            results {
+              id
+              status
+              error {
+                code
+                message
+                fieldViolations {
+                  field
+                  description
+                }
+                retryAfterMs
+              }
+            }
+          }
+        }
+      `,
+      {
+        inputs: [
+          input(`${run}-a`),
+          input(`${run}-b`, 'next tuesday'),
+          input(''),
+          input(`${run}-c`, '2026-01-01T00:00:00Z'),
+        ],
+      },
+    );
+    expect(body.errors).toBeUndefined();
+    expect(body.data?.sendNotifications).toMatchObject({
+      acceptedCount: 2,
+      failedCount: 2,
+      results: [
+        { status: 'PENDING', error: null },
+        {
+          id: null,
+          status: null,
+          error: {
+            code: 'BAD_USER_INPUT',
+            message: 'items[1].send_at: must be an ISO 8601 date-time',
+            fieldViolations: [
+              { field: 'items[1].send_at', description: 'must be an ISO 8601 date-time' },
+            ],
+            retryAfterMs: null,
+          },
+        },
+        // The api still names the inputs after a bad one by their own index.
+        {
+          id: null,
+          error: {
+            code: 'BAD_USER_INPUT',
+            fieldViolations: [{ field: 'items[2].user_id', description: 'is required' }],
+          },
+        },
+        { status: 'PENDING', error: null },
+      ],
+    });
+    expect(await storedForRun(run)).toBe(2);
+  });
 });
 
 describe('SendBatch rate limits', () => {

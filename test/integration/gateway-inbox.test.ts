@@ -8,6 +8,8 @@ import { Channel, createHeraldClient, type HeraldClient } from '@herald/client';
 import type { FormattedExecutionResult } from 'graphql';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { uuidv7 } from '../../src/domain/ids.js';
+import type { GatewayContext } from '../../src/graphql/context.js';
+import { createResolvers } from '../../src/graphql/resolvers.js';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
 import { createTestApiKey } from '../support/access.js';
 import { createCleanups } from '../support/cleanups.js';
@@ -234,6 +236,40 @@ describe('the inbox over GraphQL', () => {
       code: 'BAD_USER_INPUT',
       fieldViolations: [{ field: 'ids[0]', description: 'must be a UUID' }],
     });
+  });
+});
+
+describe('myUnreadCount', () => {
+  it('counts a delivery made before the api’s watch is live, for a user who had no notification', async () => {
+    const user = newUser('late-watch');
+    const api = createHeraldClient({ baseUrl: t.h2cUrl });
+    cleanups.add(() => api.close());
+    // The gateway's Watch call reaches the api only once the test lets it: a slow start.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const herald = {
+      ...api,
+      watchNotifications: (...args: Parameters<HeraldClient['watchNotifications']>) => ({
+        async *[Symbol.asyncIterator]() {
+          await held;
+          yield* api.watchNotifications(...args);
+        },
+      }),
+    } as HeraldClient;
+    const ctx: GatewayContext = { authorization: bearerFor(user), herald };
+    const subscription = createResolvers({ maxSubscriptionsPerCaller: 5 }).Subscription
+      ?.myUnreadCount as unknown as {
+      subscribe: (parent: unknown, args: unknown, ctx: GatewayContext) => AsyncIterator<number>;
+    };
+    const counts = subscription.subscribe({}, {}, ctx);
+    cleanups.add(async () => {
+      await counts.return?.();
+    });
+
+    expect(await counts.next()).toEqual({ done: false, value: 0 });
+    await inboxItems(user, 1);
+    release();
+    expect(await counts.next()).toEqual({ done: false, value: 1 });
   });
 });
 

@@ -111,6 +111,34 @@ describe('NotificationStore', () => {
     expect(await store.get('t1', n.id)).toMatchObject({ status: 'PENDING', version: 2 });
   });
 
+  it('suppresses a scheduled row only at the version checked, and releases only the ids given', async () => {
+    const due = { status: 'SCHEDULED' as const, sendAt: new Date(Date.now() - 1000) };
+    const [optedOut, changed, kept, unchecked] = [draft(due), draft(due), draft(due), draft(due)];
+    for (const n of [optedOut, changed, kept, unchecked]) {
+      await store.insert({ ...n, statusReason: 'quiet hours 22:00–08:00 UTC' }, null);
+    }
+    const suppressed = await store.suppressScheduled([
+      { id: optedOut.id, version: 1, reason: 'opted out of email (user preference)' },
+      { id: changed.id, version: 2, reason: 'opted out of email (user preference)' },
+    ]);
+    expect(suppressed.map((r) => r.id)).toEqual([optedOut.id]);
+    expect(suppressed[0]).toMatchObject({
+      status: 'SUPPRESSED',
+      version: 2,
+      statusReason: 'opted out of email (user preference)',
+    });
+    expect((await store.history('t1', optedOut.id)).map((e) => [e.status, e.error])).toEqual([
+      ['SCHEDULED', 'quiet hours 22:00–08:00 UTC'],
+      ['SUPPRESSED', 'opted out of email (user preference)'],
+    ]);
+
+    const released = await store.releaseDue(new Date(), 100, [optedOut.id, changed.id, kept.id]);
+    expect(released.map((r) => r.id).sort()).toEqual([changed.id, kept.id].sort());
+    expect(released.every((r) => r.status === 'PENDING' && r.statusReason === null)).toBe(true);
+    expect(await store.get('t1', unchecked.id)).toMatchObject({ status: 'SCHEDULED' });
+    expect(await store.get('t1', optedOut.id)).toMatchObject({ status: 'SUPPRESSED' });
+  });
+
   it('gives a published row no worker picked up a new, unpublished generation when it is stale', async () => {
     const lost = draft();
     const unpublished = draft();

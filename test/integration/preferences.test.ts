@@ -1,23 +1,31 @@
 /**
  * PreferenceService and the Send path's opt-out decision: an opted-out Send is stored SUPPRESSED
- * with its reason and never delivered; a required category is delivered despite an opt-out; tenant
- * defaults and channel-wide opt-outs apply; a user token reaches only its own preferences.
+ * with its reason and never delivered (even without an address on record); a required category is
+ * delivered despite an opt-out; tenant defaults and channel-wide opt-outs apply; an opt-out made
+ * while a notification is SCHEDULED suppresses it at release (scheduler or DeliverNow); a user
+ * token reaches only its own preferences. Each test runs in a tenant of its own, so tenant settings
+ * never leak from one test into another.
  */
 import { randomUUID } from 'node:crypto';
 import { Code } from '@connectrpc/connect';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Channel, NotificationStatus, createHeraldClient, type HeraldClient } from '@herald/client';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { SendRequestSchema } from '@herald/client/gen/herald/v1/notification_pb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type {
+  SendRequestSchema,
+  WatchNotificationsResponse,
+} from '@herald/client/gen/herald/v1/notification_pb';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
 import { createTestApiKey } from '../support/access.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
 
 const MASTER = 'preferences-test-master-secret-0123456789';
-const TENANT = 'tenant-prefs';
 
 let t: TestHerald;
+/** The current test's tenant, and a client with every scope in it. */
+let tenant: string;
 let herald: HeraldClient;
 const clients: HeraldClient[] = [];
 
@@ -29,7 +37,11 @@ function clientWith(apiKey: string): HeraldClient {
 
 beforeAll(async () => {
   t = await startTestHerald({ env: { HERALD_AUTH: 'required', HERALD_TOKEN_SECRET: MASTER } });
-  herald = clientWith(await createTestApiKey(t.db.pool, TENANT, ['send', 'read', 'admin']));
+});
+
+beforeEach(async () => {
+  tenant = `tenant-prefs-${randomUUID()}`;
+  herald = clientWith(await createTestApiKey(t.db.pool, tenant, ['send', 'read', 'admin']));
 });
 
 afterAll(async () => {
@@ -70,7 +82,13 @@ async function delivered(id: string) {
  * worker has then long had any chance to deliver `id`, which must still be SUPPRESSED and absent
  * from the provider's deliveries.
  */
-async function expectNeverDelivered(id: string, userId: string, reason: string) {
+async function expectNeverDelivered(
+  id: string,
+  userId: string,
+  reason: string,
+  /** The history before the suppression (e.g. SCHEDULED, when it was suppressed at release). */
+  before: [NotificationStatus, string][] = [],
+) {
   const control = await herald.send(email(userId, 'control'));
   await delivered(control.id);
   const got = await herald.getNotification({ id });
@@ -80,6 +98,7 @@ async function expectNeverDelivered(id: string, userId: string, reason: string) 
     attempt: 0,
   });
   expect(got.events.map((e) => [e.status, e.error])).toEqual([
+    ...before,
     [NotificationStatus.SUPPRESSED, reason],
   ]);
   expect(t.deliveries()).not.toContain(id);
@@ -158,14 +177,79 @@ describe('Send with preferences', () => {
       userId: u,
       preferences: { rules: [{ channel: Channel.SMS, enabled: false }] },
     });
+    const suppressed: string[] = [];
     for (const category of ['orders', '']) {
       const res = await herald.send(sms(u, category));
       expect(res.status).toBe(NotificationStatus.SUPPRESSED);
       const got = await herald.getNotification({ id: res.id });
       expect(got.notification?.statusReason).toBe('opted out of sms (user preference)');
-      expect(t.deliveries()).not.toContain(res.id);
+      suppressed.push(res.id);
     }
+    // Only once a later Send is delivered could the worker have delivered the suppressed ones.
     await delivered((await herald.send(email(u, 'orders'))).id);
+    for (const id of suppressed) expect(t.deliveries()).not.toContain(id);
+  });
+
+  it('suppresses an opted-out Send even when the recipient has no address for it', async () => {
+    const u = user();
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: { rules: [{ channel: Channel.EMAIL, enabled: false }] },
+    });
+    // No `to` and no recipient on record: the opt-out, not the missing address, decides.
+    const res = await herald.send({ ...email(u, 'news'), to: '' });
+    expect(res.status).toBe(NotificationStatus.SUPPRESSED);
+    const got = await herald.getNotification({ id: res.id });
+    expect(got.notification).toMatchObject({
+      status: NotificationStatus.SUPPRESSED,
+      statusReason: 'opted out of email (user preference)',
+      to: '',
+    });
+  });
+
+  it('publishes the reason with the live first state, as the stored history has it', async () => {
+    const u = user();
+    const reason = 'opted out of category "digest" on every channel (user preference)';
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: { rules: [{ category: 'digest', enabled: false }] },
+    });
+    const stop = new AbortController();
+    const stream = herald
+      .watchNotifications(
+        { target: { case: 'userId', value: u }, statuses: [NotificationStatus.SUPPRESSED] },
+        { signal: stop.signal },
+      )
+      [Symbol.asyncIterator]();
+    let live: WatchNotificationsResponse | null = null;
+    const next = stream.next().then((r) => {
+      if (!r.done) live = r.value;
+    });
+    const sent: string[] = [];
+    try {
+      // The watch goes live at some point after the call: send until one reaches it (live only,
+      // as the watch asks for no initial states).
+      await expect
+        .poll(
+          async () => {
+            if (live === null) sent.push((await herald.send(email(u, 'digest'))).id);
+            return live !== null;
+          },
+          { timeout: 10_000, interval: 50 },
+        )
+        .toBe(true);
+      await next;
+    } finally {
+      stop.abort();
+    }
+    const state = live as WatchNotificationsResponse | null;
+    expect(sent).toContain(state?.notification?.id);
+    expect(state?.notification?.statusReason).toBe(reason);
+    expect(state?.event).toMatchObject({
+      status: NotificationStatus.SUPPRESSED,
+      version: 1n,
+      error: reason,
+    });
   });
 
   it('replays a suppressed Send by its idempotency key', async () => {
@@ -182,6 +266,50 @@ describe('Send with preferences', () => {
       status: NotificationStatus.SUPPRESSED,
       replayed: true,
     });
+  });
+});
+
+describe('an opt-out made while a notification is SCHEDULED', () => {
+  const reason = 'opted out of category "digest" on every channel (user preference)';
+  const scheduledEvent: [NotificationStatus, string][] = [[NotificationStatus.SCHEDULED, '']];
+  async function optOut(userId: string) {
+    await herald.preferences.updatePreferences({
+      userId,
+      preferences: { rules: [{ category: 'digest', enabled: false }] },
+    });
+  }
+
+  it('suppresses it at DeliverNow, which bypasses quiet hours but not opt-outs', async () => {
+    const u = user();
+    const res = await herald.send({
+      ...email(u, 'digest'),
+      sendAt: timestampFromDate(new Date(Date.now() + 3_600_000)),
+    });
+    expect(res.status).toBe(NotificationStatus.SCHEDULED);
+    await optOut(u);
+    const now = await herald.deliverNow({ id: res.id });
+    expect(now.notification).toMatchObject({
+      status: NotificationStatus.SUPPRESSED,
+      statusReason: reason,
+    });
+    await expectNeverDelivered(res.id, u, reason, scheduledEvent);
+  });
+
+  it('suppresses it when the scheduler releases it', async () => {
+    const u = user();
+    const res = await herald.send({
+      ...email(u, 'digest'),
+      sendAt: timestampFromDate(new Date(Date.now() + 2_500)),
+    });
+    expect(res.status).toBe(NotificationStatus.SCHEDULED);
+    await optOut(u);
+    await expect
+      .poll(async () => (await herald.getNotification({ id: res.id })).notification?.status, {
+        timeout: 20_000,
+        interval: 50,
+      })
+      .toBe(NotificationStatus.SUPPRESSED);
+    await expectNeverDelivered(res.id, u, reason, scheduledEvent);
   });
 });
 
@@ -210,6 +338,39 @@ describe('PreferenceService', () => {
 
     const tenant = await herald.preferences.getTenantPreferences({});
     expect(got.tenant).toEqual(tenant.preferences);
+  });
+
+  it('follows the deployment’s default quiet hours when the tenant sets none, storing none', async () => {
+    const own = await herald.preferences.updateTenantPreferences({
+      preferences: { quietHours: { enabled: true, start: '21:00', end: '06:00' } },
+    });
+    expect(own.preferences).toMatchObject({
+      quietHours: { enabled: true, start: '21:00', end: '06:00' },
+      quietHoursDefault: false,
+    });
+    const u = user();
+    expect((await herald.preferences.getPreferences({ userId: u })).effectiveQuietHours).toEqual(
+      own.preferences?.quietHours,
+    );
+
+    // Unset: the deployment's HERALD_DEFAULT_QUIET_HOURS (off in tests), not a copy of it.
+    await herald.preferences.updateTenantPreferences({
+      preferences: { requiredCategories: ['security'] },
+    });
+    const settings = (await herald.preferences.getTenantPreferences({})).preferences;
+    expect(settings).toMatchObject({
+      quietHours: { enabled: false, start: '', end: '' },
+      quietHoursDefault: true,
+      requiredCategories: ['security'],
+    });
+    const { rows } = await t.db.pool.query<{ quiet_enabled: boolean | null }>(
+      'select quiet_enabled from tenant_settings where tenant_id = $1',
+      [tenant],
+    );
+    expect(rows).toEqual([{ quiet_enabled: null }]);
+    const got = await herald.preferences.getPreferences({ userId: u });
+    expect(got.tenant).toEqual(settings);
+    expect(got.effectiveQuietHours).toMatchObject({ enabled: false });
   });
 
   it('names every bad field', async () => {
@@ -259,7 +420,7 @@ describe('PreferenceService', () => {
 
   it('lets a user token read and change only its own preferences', async () => {
     const u = user();
-    const token = issueUserToken({ master: MASTER, tenantId: TENANT, userId: u });
+    const token = issueUserToken({ master: MASTER, tenantId: tenant, userId: u });
     const mine = clientWith(token);
     const updated = await mine.preferences.updatePreferences({
       preferences: { rules: [{ category: 'marketing', enabled: false }] },
@@ -285,8 +446,8 @@ describe('PreferenceService', () => {
   });
 
   it('needs read to get, send to update, and admin for the tenant settings', async () => {
-    const reader = clientWith(await createTestApiKey(t.db.pool, TENANT, ['read']));
-    const sender = clientWith(await createTestApiKey(t.db.pool, TENANT, ['send']));
+    const reader = clientWith(await createTestApiKey(t.db.pool, tenant, ['read']));
+    const sender = clientWith(await createTestApiKey(t.db.pool, tenant, ['send']));
     const u = user();
     await reader.preferences.getPreferences({ userId: u });
     expect(

@@ -1,8 +1,9 @@
 /**
  * Scheduling and quiet hours: a future send_at is SCHEDULED and released by the scheduler; one
  * cancelled before its time is never delivered; a Send due inside the recipient's quiet hours is
- * deferred to their end (critical priority is not); DeliverNow releases it at once; DeliverNow and
- * CancelNotification are idempotent.
+ * deferred to their end (critical priority is not), and its status_reason is cleared when it is
+ * released; DeliverNow releases it at once; DeliverNow and CancelNotification are idempotent.
+ * (Opt-outs made while a notification waits: preferences.test.ts.)
  */
 import { randomUUID } from 'node:crypto';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
@@ -69,7 +70,8 @@ function localMinute(at: Date, timeZone: string): number {
 
 /**
  * A quiet-hours window around now in `timeZone`: from an hour ago to two hours ahead, so a Send
- * made now is inside it whatever the time of day the test runs.
+ * made now is inside it whatever the time of day the test runs. Tests that check where it ends
+ * use zones without DST (wall-clock minutes are real minutes there); DST is for the unit tests.
  */
 function windowAroundNow(timeZone: string) {
   const m = localMinute(new Date(), timeZone);
@@ -101,13 +103,14 @@ describe('send_at', () => {
 
   it('never delivers one cancelled before its time', async () => {
     const u = user();
-    const sendAt = Date.now() + 1_500;
+    // Far enough ahead that the Cancel below lands well before it is due.
+    const sendAt = Date.now() + 5_000;
     const cancelled = await herald.send({
       ...email(u),
       sendAt: timestampFromDate(new Date(sendAt)),
     });
     // Due later than the cancelled one: the scheduler releases rows in send_at order, so once this
-    // one is delivered, the cancelled one's time has long passed.
+    // one is delivered, the cancelled one's time has passed and the scheduler has swept past it.
     const later = await herald.send({
       ...email(u),
       sendAt: timestampFromDate(new Date(sendAt + 200)),
@@ -122,7 +125,12 @@ describe('send_at', () => {
 
     await delivered(later.id);
     expect(Date.now()).toBeGreaterThan(sendAt);
-    expect(await status(cancelled.id)).toBe(NotificationStatus.CANCELLED);
+    const got = await herald.getNotification({ id: cancelled.id });
+    // Cancelled while it waited, never released.
+    expect(got.events.map((e) => e.status)).toEqual([
+      NotificationStatus.SCHEDULED,
+      NotificationStatus.CANCELLED,
+    ]);
     expect(t.deliveries()).not.toContain(cancelled.id);
   });
 });
@@ -130,7 +138,7 @@ describe('send_at', () => {
 describe('quiet hours', () => {
   it('defers a Send due inside the recipient’s window to its end, in their time zone', async () => {
     const u = user();
-    const zone = 'America/New_York';
+    const zone = 'Asia/Tokyo';
     await herald.recipients.upsertRecipient({ recipient: { userId: u, timeZone: zone } });
     const w = windowAroundNow(zone);
     await herald.preferences.updatePreferences({
@@ -147,7 +155,7 @@ describe('quiet hours', () => {
   });
 
   it('uses the tenant’s window and default zone for a recipient without either', async () => {
-    const zone = 'Europe/London';
+    const zone = 'Asia/Kolkata';
     const w = windowAroundNow(zone);
     await herald.preferences.updateTenantPreferences({
       preferences: {
@@ -190,6 +198,29 @@ describe('quiet hours', () => {
       await herald.preferences.updateTenantPreferences({ preferences: {} });
     }
   });
+
+  it('clears status_reason when it is released, keeping it in the SCHEDULED event', async () => {
+    const u = user();
+    const w = windowAroundNow('UTC');
+    await herald.preferences.updatePreferences({
+      userId: u,
+      preferences: { quietHours: { enabled: true, start: w.start, end: w.end } },
+    });
+    const res = await herald.send(email(u));
+    expect(res.status).toBe(NotificationStatus.SCHEDULED);
+    const reason = `quiet hours ${w.start}–${w.end} UTC`;
+    // The window ends hours from now: bring the deferral's end forward instead of waiting.
+    await t.db.pool.query(`update notification set send_at = now() where id = $1`, [res.id]);
+    await delivered(res.id);
+    const got = await herald.getNotification({ id: res.id });
+    expect(got.notification?.statusReason).toBe('');
+    expect(got.events.map((e) => [e.status, e.error])).toEqual([
+      [NotificationStatus.SCHEDULED, reason],
+      [NotificationStatus.PENDING, ''],
+      [NotificationStatus.PROCESSING, ''],
+      [NotificationStatus.DELIVERED, ''],
+    ]);
+  });
 });
 
 describe('DeliverNow', () => {
@@ -210,6 +241,8 @@ describe('DeliverNow', () => {
     const id = await deferred();
     const res = await herald.deliverNow({ id });
     expect(res.notification?.status).toBe(NotificationStatus.PENDING);
+    // No longer deferred: the reason stays only in the SCHEDULED event.
+    expect(res.notification?.statusReason).toBe('');
     expect(timestampDate(res.notification!.sendAt!).getTime()).toBeLessThanOrEqual(Date.now());
     await delivered(id);
 

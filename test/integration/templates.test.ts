@@ -15,7 +15,10 @@ import {
   type Notification,
   type TemplateSchema,
 } from '@herald/client';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTemplates, type TemplateFields } from '../../src/domain/templates.js';
+import { createTemplateStore } from '../../src/infra/postgres/template-store.js';
 import { createTestApiKey } from '../support/access.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
@@ -459,5 +462,84 @@ describe('Send by template', () => {
       }),
     );
     expect(changed.code).toBe(Code.AlreadyExists);
+  });
+});
+
+describe('template store', () => {
+  const fields = (id: string, text = 'Hi {{name}}'): TemplateFields => ({
+    id,
+    description: '',
+    defaultLocale: 'en',
+    variables: [{ name: 'name', required: true, defaultValue: '', description: '' }],
+    locales: { en: { sms: { text } } },
+  });
+
+  it('adds no version when two pushes of the same fields race to create the template', async () => {
+    const tenant = `push-${uid()}`;
+    const store = createTemplateStore(t.db.pool);
+    // Both pushes read "no such template" before either creates it.
+    let arrived = 0;
+    let bothArrived: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (bothArrived = resolve));
+    let firstReads = 2;
+    const templates = createTemplates({
+      ...store,
+      async get(tenantId, id, version) {
+        const found = await store.get(tenantId, id, version);
+        if (firstReads > 0) {
+          firstReads -= 1;
+          if (++arrived === 2) bothArrived();
+          await gate;
+        }
+        return found;
+      },
+    });
+    const f = fields(`race-${uid()}`);
+    const outcomes = await Promise.all([templates.push(tenant, f), templates.push(tenant, f)]);
+    expect(outcomes.map((o) => o.outcome).sort()).toEqual(['created', 'unchanged']);
+    expect(outcomes.map((o) => o.template.latestVersion)).toEqual([1, 1]);
+    expect((await store.get(tenant, f.id, null))?.version).toBe(1);
+  });
+
+  it('looks up concurrent Sends in one statement, each getting its own answer', async () => {
+    const tenant = `lookup-${uid()}`;
+    let statements = 0;
+    const counting = new Proxy(t.db.pool, {
+      get(target, key, receiver) {
+        if (key !== 'query') return Reflect.get(target, key, receiver) as unknown;
+        return (...args: Parameters<pg.Pool['query']>) => {
+          statements += 1;
+          return (target.query as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const store = createTemplateStore(counting);
+    const id = `batched-${uid()}`;
+    await store.create(tenant, fields(id, 'v1 {{name}}'));
+    const added = await store.addVersion(tenant, fields(id, 'v2 {{name}}'), 1);
+    expect(added.ok).toBe(true);
+    statements = 0;
+
+    // A SendBatch's worth on one template, plus other keys mixed in.
+    const same = Array.from({ length: 100 }, () => store.forSend(tenant, id, null, []));
+    const [pinned, cached, missingVersion, unknown, otherTenant] = await Promise.all([
+      store.forSend(tenant, id, 1, []),
+      store.forSend(tenant, id, null, [2]),
+      store.forSend(tenant, id, 7, []),
+      store.forSend(tenant, 'no-such-template', null, []),
+      store.forSend(`other-${tenant}`, id, null, []),
+    ]);
+    const results = await Promise.all(same);
+    // Two run at once (the batcher's free slots); everything that queued meanwhile goes together.
+    expect(statements).toBe(3);
+    for (const r of results) {
+      expect(r).toMatchObject({ version: 2, archived: false, versionExists: true });
+      expect(r?.fields?.locales).toEqual({ en: { sms: { text: 'v2 {{name}}' } } });
+    }
+    expect(pinned?.fields?.locales).toEqual({ en: { sms: { text: 'v1 {{name}}' } } });
+    expect(cached).toEqual({ version: 2, archived: false, versionExists: true, fields: null });
+    expect(missingVersion).toMatchObject({ version: 7, versionExists: false, fields: null });
+    expect(unknown).toBeNull();
+    expect(otherTenant).toBeNull();
   });
 });

@@ -7,8 +7,13 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_QUIET_HOURS,
   admit,
+  createPreferences,
   decide,
+  tenantInForce,
   type PreferenceRule,
+  type PreferenceStore,
+  type QuietHours,
+  type StoredTenantPreferences,
   type TenantPreferences,
 } from '../../src/domain/preferences.js';
 
@@ -22,6 +27,7 @@ const tenant = (t: Partial<TenantPreferences> = {}): TenantPreferences => ({
   defaultRules: [],
   requiredCategories: [],
   quietHours: { enabled: false },
+  quietHoursDefault: false,
   defaultTimeZone: 'UTC',
   updatedAt: null,
   ...t,
@@ -161,5 +167,105 @@ describe('admit', () => {
     expect(
       admit({ ...send, sendAt: late }, { user: null, tenant: t }, 'America/New_York', at).sendAt,
     ).toEqual(new Date('2026-06-17T12:00:00Z'));
+  });
+});
+
+/** An in-memory PreferenceStore holding tenant settings, as the PostgreSQL one stores them. */
+function memoryStore() {
+  const tenants = new Map<string, StoredTenantPreferences>();
+  const store: PreferenceStore = {
+    read: (tenantId) =>
+      Promise.resolve({
+        user: null,
+        tenant: tenants.get(tenantId) ?? null,
+        recipientTimeZone: null,
+      }),
+    readTenant: (tenantId) => Promise.resolve(tenants.get(tenantId) ?? null),
+    putUser: () => Promise.reject(new Error('not used')),
+    putTenant(tenantId, prefs) {
+      const stored = { ...prefs, updatedAt: new Date() };
+      tenants.set(tenantId, stored);
+      return Promise.resolve(stored);
+    },
+  };
+  return { store, tenants };
+}
+
+describe('tenant quiet hours', () => {
+  const evening: QuietHours = { enabled: true, window: { start: 20 * 60, end: 7 * 60 } };
+  const update = { defaultRules: [], requiredCategories: ['security'], defaultTimeZone: '' };
+
+  it('follows the deployment default when the tenant sets none, also after the default changes', async () => {
+    const m = memoryStore();
+    const before = createPreferences({ store: m.store, defaultQuietHours: DEFAULT_QUIET_HOURS });
+    const stored = await before.updateTenant('acme', { ...update, quietHours: null });
+    expect(stored).toMatchObject({ quietHours: DEFAULT_QUIET_HOURS, quietHoursDefault: true });
+    // Stored as "none", not as a copy of today's default.
+    expect(m.tenants.get('acme')?.quietHours).toBeNull();
+
+    // The deployment changes HERALD_DEFAULT_QUIET_HOURS: the tenant's settings and Sends follow.
+    for (const defaultQuietHours of [evening, { enabled: false } as const]) {
+      const after = createPreferences({ store: m.store, defaultQuietHours });
+      expect(await after.getTenant('acme')).toMatchObject({
+        quietHours: defaultQuietHours,
+        quietHoursDefault: true,
+        requiredCategories: ['security'],
+      });
+      expect((await after.forSend('acme', 'u-1')).tenant.quietHours).toEqual(defaultQuietHours);
+    }
+  });
+
+  it('keeps the tenant’s own quiet hours, on or off, whatever the default', async () => {
+    const m = memoryStore();
+    const prefs = createPreferences({ store: m.store, defaultQuietHours: evening });
+    const own = await prefs.updateTenant('acme', {
+      ...update,
+      quietHours: { enabled: true, start: '23:00', end: '06:30' },
+    });
+    expect(own).toMatchObject({
+      quietHours: { enabled: true, window: { start: 23 * 60, end: 6 * 60 + 30 } },
+      quietHoursDefault: false,
+    });
+    await prefs.updateTenant('acme', {
+      ...update,
+      quietHours: { enabled: false, start: '', end: '' },
+    });
+    expect((await prefs.forSend('acme', 'u-1')).tenant).toMatchObject({
+      quietHours: { enabled: false },
+      quietHoursDefault: false,
+    });
+  });
+
+  it('gives a tenant that stored nothing every default', () => {
+    expect(tenantInForce(null, evening)).toEqual({
+      defaultRules: [],
+      requiredCategories: [],
+      quietHours: evening,
+      quietHoursDefault: true,
+      defaultTimeZone: 'UTC',
+      updatedAt: null,
+    });
+  });
+
+  it('names each bad end of a window with the rule it broke', async () => {
+    const prefs = createPreferences({ store: memoryStore().store, defaultQuietHours: evening });
+    const bad = (start: string, end: string) =>
+      prefs.updateTenant('acme', { ...update, quietHours: { enabled: true, start, end } }).then(
+        () => [],
+        (e: { violations: { field: string; description: string }[] }) => e.violations,
+      );
+    expect(await bad('25:00', '7:00')).toEqual([
+      {
+        field: 'preferences.quiet_hours.start',
+        description: 'must be a local time "HH:MM" (00:00 to 23:59)',
+      },
+      {
+        field: 'preferences.quiet_hours.end',
+        description: 'must be a local time "HH:MM" (00:00 to 23:59)',
+      },
+    ]);
+    expect(await bad('07:00', '07:00')).toEqual([
+      { field: 'preferences.quiet_hours.end', description: 'must differ from start' },
+    ]);
   });
 });

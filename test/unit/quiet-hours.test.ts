@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   describeWindow,
   parseHhMm,
+  parseWindow,
+  parseWindowText,
   quietHoursRelease,
   type QuietWindow,
 } from '../../src/domain/quiet-hours.js';
@@ -17,6 +19,26 @@ const window = (start: string, end: string): QuietWindow => ({
 const NIGHT = window('22:00', '08:00');
 const release = (dueUtc: string, w: QuietWindow, zone: string) =>
   quietHoursRelease(new Date(dueUtc), w, zone)?.toISOString() ?? null;
+
+describe('parseWindow', () => {
+  it('reads two different local times, naming each bad end otherwise', () => {
+    expect(parseWindow('22:00', '08:00')).toEqual({ ok: true, window: NIGHT });
+    expect(parseWindow('7:00', '24:00')).toEqual({
+      ok: false,
+      start: 'must be a local time "HH:MM" (00:00 to 23:59)',
+      end: 'must be a local time "HH:MM" (00:00 to 23:59)',
+    });
+    expect(parseWindow('08:00', '08:00')).toEqual({ ok: false, end: 'must differ from start' });
+  });
+
+  it('reads "HH:MM-HH:MM" (as HERALD_DEFAULT_QUIET_HOURS does) and nothing else', () => {
+    expect(parseWindowText('22:00-08:00')).toEqual(NIGHT);
+    expect(parseWindowText(' 22:00 - 08:00 ')).toEqual(NIGHT);
+    for (const bad of ['22:00', '22:00-08:00-09:00', '22:00-22:00', '22:00–08:00', 'off', '']) {
+      expect(parseWindowText(bad), bad).toBeNull();
+    }
+  });
+});
 
 describe('parseHhMm', () => {
   it('reads 00:00 to 23:59 and nothing else', () => {

@@ -228,3 +228,52 @@ describe('resolveVariables and renderParts', () => {
     });
   });
 });
+
+describe('variables named like Object.prototype members', () => {
+  it('keeps __proto__ and constructor values, given or defaulted', () => {
+    const t = compileTemplate(
+      base({
+        variables: [
+          { name: '__proto__', required: true, defaultValue: '', description: '' },
+          { name: 'constructor', required: false, defaultValue: 'C', description: '' },
+        ],
+        locales: { en: { sms: { text: '{{__proto__}}/{{constructor}}' } } },
+      }),
+    );
+    // As protobuf-es and JSON.parse build a map: `__proto__` an own key.
+    const given = JSON.parse('{"__proto__":"<P>"}') as Record<string, string>;
+    const { values, missing } = resolveVariables(t, given, 'v1');
+    expect(missing).toEqual([]);
+    const picked = pickLocale(t, 'sms', null);
+    expect(picked && renderParts(picked.parts, values)).toEqual({ body: '<P>/C' });
+    expect(resolveVariables(t, {}, 'v1').missing).toEqual([
+      { field: 'template.variables.__proto__', description: 'is required by v1' },
+    ]);
+  });
+});
+
+describe('required parts', () => {
+  it('asks for what a Send of the channel needs, named as the template names its parts', () => {
+    const v = violations(
+      base({
+        variables: [],
+        locales: {
+          en: {
+            email: { subject: ' ', text: '', html: '' },
+            sms: { text: '' },
+            push: { title: '', body: '', data: {} },
+            webhook: { body: '', data: {} },
+          },
+        },
+      }),
+    );
+    const at = 'template.locales["en"]';
+    expect(v).toEqual([
+      { field: `${at}.email.subject`, description: 'is required' },
+      { field: `${at}.email.text`, description: 'text or html is required' },
+      { field: `${at}.sms.text`, description: 'is required' },
+      { field: `${at}.push.body`, description: 'title or body is required' },
+      { field: `${at}.webhook.body`, description: 'body or data is required' },
+    ]);
+  });
+});

@@ -90,7 +90,7 @@ export type Mutation = {
   cancelNotification: Notification;
   /** Sends 1 to 1,000 notifications, each exactly as sendNotification would (pass them as a variable). One result per input, in order; a bad input is its own result's error, never the others'. */
   sendNotifications: SendNotificationsPayload;
-  /** Releases a SCHEDULED notification (a future sendAt, or deferred by quiet hours) at once, bypassing quiet hours; idempotent. CANCELLED, SUPPRESSED and FAILED ones are FAILED_PRECONDITION. */
+  /** Releases a SCHEDULED notification (a future sendAt, or deferred by quiet hours) at once, bypassing quiet hours but not opt-outs: one the user has opted out of since it was accepted becomes SUPPRESSED (statusReason says why); idempotent. CANCELLED, SUPPRESSED and FAILED ones are FAILED_PRECONDITION. */
   deliverNow: Notification;
   /** Replaces the caller's (user token) preferences: rules left out are removed; quietHours null follows the tenant's. */
   updateMyPreferences: Preferences;
@@ -177,6 +177,7 @@ export type SubscriptionNotificationUpdatedArgs = {
   afterVersion?: InputMaybe<Scalars['Int']['input']>;
 };
 
+/** The caller's own view (a user token): its user's notifications, inbox and preferences. */
 export type Me = {
   __typename?: 'Me';
   /** The user's notifications, newest first. */
@@ -190,6 +191,7 @@ export type Me = {
 };
 
 
+/** The caller's own view (a user token): its user's notifications, inbox and preferences. */
 export type MeNotificationsArgs = {
   filter?: InputMaybe<NotificationFilter>;
   first?: InputMaybe<Scalars['Int']['input']>;
@@ -197,6 +199,7 @@ export type MeNotificationsArgs = {
 };
 
 
+/** The caller's own view (a user token): its user's notifications, inbox and preferences. */
 export type MeInboxArgs = {
   filter?: InputMaybe<InboxFilter>;
   first?: InputMaybe<Scalars['Int']['input']>;
@@ -234,14 +237,18 @@ export type MarkOutcome =
   /** No inbox item of the caller has this id. */
   | 'NOT_FOUND';
 
+/** What markNotifications did to one id. */
 export type MarkResult = {
   __typename?: 'MarkResult';
+  /** The id as given. */
   id: Scalars['ID']['output'];
+  /** Whether the item changed, already was in that state, or is not the caller's. */
   outcome: MarkOutcome;
   /** The item after the mark; null when NOT_FOUND. */
   notification?: Maybe<Notification>;
 };
 
+/** What markNotifications did. */
 export type MarkNotificationsPayload = {
   __typename?: 'MarkNotificationsPayload';
   /** One result per id, in the order given. */
@@ -250,6 +257,7 @@ export type MarkNotificationsPayload = {
   unreadCount: Scalars['Int']['output'];
 };
 
+/** What markAllRead did. */
 export type MarkAllReadPayload = {
   __typename?: 'MarkAllReadPayload';
   /** How many items were unread and are now read. */
@@ -258,51 +266,89 @@ export type MarkAllReadPayload = {
   unreadCount: Scalars['Int']['output'];
 };
 
+/** How a notification reaches the user. */
 export type Channel =
+  /** Email through the configured SMTP provider. */
   | 'EMAIL'
+  /** SMS through the configured SMS provider. */
   | 'SMS'
+  /** Mobile push through the configured push provider, to the recipient's most recent device token. */
   | 'PUSH'
+  /** In-app inbox: the notification itself is the inbox item. */
   | 'IN_APP'
+  /** HTTP POST of the notification to a URL. */
   | 'WEBHOOK';
 
+/** How urgent a notification is. */
 export type Priority =
+  /** Bulk traffic that may wait (digests, marketing). */
   | 'LOW'
+  /** The default. */
   | 'NORMAL'
+  /** Time-sensitive traffic (order updates). */
   | 'HIGH'
+  /** Must go out now (security codes, outages); bypasses quiet hours. */
   | 'CRITICAL';
 
+/** Where a notification is in its life. DELIVERED, FAILED, CANCELLED and SUPPRESSED are terminal. */
 export type NotificationStatus =
+  /** Accepted and waiting for a worker. */
   | 'PENDING'
+  /** Accepted with a future sendAt, or deferred to the end of the recipient's quiet hours (statusReason says so); released to PENDING when due, or at once by deliverNow, unless the user has opted out meanwhile (then SUPPRESSED). */
   | 'SCHEDULED'
+  /** A worker holds it and is calling the provider. */
   | 'PROCESSING'
+  /** The last attempt failed transiently; another attempt is due at nextAttemptAt. */
   | 'RETRYING'
+  /** The provider accepted it. Terminal. */
   | 'DELIVERED'
+  /** Failed permanently or ran out of attempts; dead-lettered. Terminal. */
   | 'FAILED'
+  /** Cancelled before delivery. Terminal. */
   | 'CANCELLED'
+  /** Not sent because of the recipient's preferences (statusReason says which). Terminal. */
   | 'SUPPRESSED';
 
+/** One notification and its current state. */
 export type Notification = {
   __typename?: 'Notification';
+  /** The notification id (a UUIDv7, so ids sort by creation time). */
   id: Scalars['ID']['output'];
+  /** The recipient's user id, as given to the send. */
   userId: Scalars['String']['output'];
+  /** The delivery channel. */
   channel: Channel;
+  /** The current status. */
   status: NotificationStatus;
+  /** The delivery priority. */
   priority: Priority;
+  /** The category, if any. */
   category?: Maybe<Scalars['String']['output']>;
+  /** The content as delivered (rendered, when sent by template). */
   content: Content;
   /** The direct address override, if any. */
   to?: Maybe<Scalars['String']['output']>;
+  /** The correlation id, if any. */
   correlationId?: Maybe<Scalars['String']['output']>;
+  /** The caller's labels. */
   metadata: Array<KeyValue>;
+  /** How many delivery attempts have started. */
   attempt: Scalars['Int']['output'];
   /** Increases by one with every status change: order and de-duplicate updates with it. */
   version: Scalars['Int']['output'];
+  /** When delivery is due, if it was scheduled: the requested sendAt, the end of the quiet hours it was deferred to, or when deliverNow released it. */
   sendAt?: Maybe<Scalars['DateTime']['output']>;
+  /** When the notification was accepted. */
   createdAt: Scalars['DateTime']['output'];
+  /** When the notification last changed. */
   updatedAt: Scalars['DateTime']['output'];
+  /** When the provider accepted it, if delivered. */
   deliveredAt?: Maybe<Scalars['DateTime']['output']>;
+  /** When the next attempt is due, if RETRYING. */
   nextAttemptAt?: Maybe<Scalars['DateTime']['output']>;
+  /** The provider that delivered it (or made the last attempt). */
   provider?: Maybe<Scalars['String']['output']>;
+  /** The last error, if an attempt failed. */
   lastError?: Maybe<Scalars['String']['output']>;
   /** Why it is SUPPRESSED (the opt-out), or why it was deferred (quiet hours); null otherwise. */
   statusReason?: Maybe<Scalars['String']['output']>;
@@ -318,90 +364,142 @@ export type Notification = {
   events: Array<NotificationEvent>;
 };
 
+/** The message itself. Unset parts are null. */
 export type Content = {
   __typename?: 'Content';
+  /** Email subject. */
   subject?: Maybe<Scalars['String']['output']>;
+  /** Plain-text body. */
   body?: Maybe<Scalars['String']['output']>;
+  /** HTML body (email only). */
   html?: Maybe<Scalars['String']['output']>;
+  /** Title (push and in-app). */
   title?: Maybe<Scalars['String']['output']>;
+  /** Structured payload (push data, in-app and webhook fields). */
   data: Array<KeyValue>;
 };
 
+/** One entry of a string map. */
 export type KeyValue = {
   __typename?: 'KeyValue';
+  /** The key. */
   key: Scalars['String']['output'];
+  /** The value. */
   value: Scalars['String']['output'];
 };
 
+/** One entry of a notification's status history. */
 export type NotificationEvent = {
   __typename?: 'NotificationEvent';
+  /** When the change happened. */
   time: Scalars['DateTime']['output'];
+  /** The status entered. */
   status: NotificationStatus;
+  /** The attempt number at the time of the change. */
   attempt: Scalars['Int']['output'];
+  /** The provider involved, if any. */
   provider?: Maybe<Scalars['String']['output']>;
+  /** The error that caused the change, if any (for SCHEDULED and SUPPRESSED: the reason). */
   error?: Maybe<Scalars['String']['output']>;
+  /** The notification's version after this change. */
   version: Scalars['Int']['output'];
   /** Set for a change of in-app inbox state (the status stays DELIVERED); null for status changes. */
   inboxChange?: Maybe<InboxChange>;
 };
 
+/** A page of notifications (a Relay connection). */
 export type NotificationConnection = {
   __typename?: 'NotificationConnection';
+  /** The notifications of this page, in order. */
   edges: Array<NotificationEdge>;
+  /** Whether there is a next page, and where it starts. */
   pageInfo: PageInfo;
 };
 
+/** One notification of a page. */
 export type NotificationEdge = {
   __typename?: 'NotificationEdge';
+  /** Pass as `after` to continue after this notification. */
   cursor: Scalars['String']['output'];
+  /** The notification. */
   node: Notification;
 };
 
+/** Where a page ends. */
 export type PageInfo = {
   __typename?: 'PageInfo';
+  /** True when there are more items after this page. */
   hasNextPage: Scalars['Boolean']['output'];
+  /** The last edge's cursor: pass as `after` for the next page; null for an empty page. */
   endCursor?: Maybe<Scalars['String']['output']>;
 };
 
+/** Which notifications to list; every field set must match. */
 export type NotificationFilter = {
+  /** Only this user's notifications (at most 128 characters); a user token may only name its own user. */
   userId?: InputMaybe<Scalars['String']['input']>;
+  /** Only these statuses; null or empty: every status. */
   statuses?: InputMaybe<Array<NotificationStatus>>;
+  /** Only these channels; null or empty: every channel. */
   channels?: InputMaybe<Array<Channel>>;
+  /** Only notifications created at or after this time. */
   createdAfter?: InputMaybe<Scalars['DateTime']['input']>;
+  /** Only notifications created before this time; after createdAfter when both are set. */
   createdBefore?: InputMaybe<Scalars['DateTime']['input']>;
 };
 
+/** The message written out. Which parts are required depends on the channel: email needs subject and (body or html); sms needs body; push and in-app need title or body; webhook needs body or data. */
 export type ContentInput = {
+  /** Email subject: at most 255 characters; no line breaks. */
   subject?: InputMaybe<Scalars['String']['input']>;
+  /** Plain-text body: at most 65,536 characters (sms: at most 1,600). */
   body?: InputMaybe<Scalars['String']['input']>;
+  /** HTML body (email only): at most 262,144 characters. */
   html?: InputMaybe<Scalars['String']['input']>;
+  /** Title (push and in-app): at most 255 characters. */
   title?: InputMaybe<Scalars['String']['input']>;
+  /** Structured payload (push data, in-app and webhook fields): at most 64 entries; keys 1 to 64 characters, values at most 4,096. */
   data?: InputMaybe<Array<KeyValueInput>>;
 };
 
+/** One entry of a string map; a key given twice keeps its last value. */
 export type KeyValueInput = {
+  /** The key. */
   key: Scalars['String']['input'];
+  /** The value. */
   value: Scalars['String']['input'];
 };
 
+/** One notification to send. */
 export type SendNotificationInput = {
+  /** The recipient: your own id for the user. 1 to 128 characters, no control characters. */
   userId: Scalars['String']['input'];
+  /** The delivery channel. */
   channel: Channel;
   /** The message written out. Exactly one of content and template. */
   content?: InputMaybe<ContentInput>;
   /** The message rendered from a stored template. Exactly one of content and template. */
   template?: InputMaybe<TemplateRefInput>;
+  /** Direct address that overrides the recipient's stored one. email: an email address (at most 254 characters); sms: E.164 (+ and 7 to 15 digits); push: a device token (1 to 4,096 characters, no whitespace); webhook: an http or https URL (at most 2,048 characters). Must be null for IN_APP. */
   to?: InputMaybe<Scalars['String']['input']>;
+  /** Deduplicates retries of the same request: at most 128 printable ASCII characters. */
   idempotencyKey?: InputMaybe<Scalars['String']['input']>;
+  /** Null or omitted: NORMAL. */
   priority?: InputMaybe<Priority>;
+  /** For preferences and reporting: at most 64 characters of lower-case letters, digits, '.', '_' and '-', starting with a letter or digit. */
   category?: InputMaybe<Scalars['String']['input']>;
+  /** When to deliver: null, omitted or in the past means now; at most 366 days ahead. */
   sendAt?: InputMaybe<Scalars['DateTime']['input']>;
+  /** Your labels, stored and returned as is: at most 32 entries; keys 1 to 64 characters, values at most 512. */
   metadata?: InputMaybe<Array<KeyValueInput>>;
+  /** Ties the notification to your trace or business operation: at most 128 characters. */
   correlationId?: InputMaybe<Scalars['String']['input']>;
 };
 
+/** What sendNotification did. */
 export type SendNotificationPayload = {
   __typename?: 'SendNotificationPayload';
+  /** The notification as stored (the earlier one when replayed). */
   notification: Notification;
   /** True when an earlier request with the same idempotency key was replayed. */
   replayed: Scalars['Boolean']['output'];
@@ -409,79 +507,115 @@ export type SendNotificationPayload = {
 
 /** Names the template a send renders and the values of its variables. */
 export type TemplateRefInput = {
+  /** The template id. NOT_FOUND when the tenant has no such template; FAILED_PRECONDITION when it is archived. */
   id: Scalars['String']['input'];
   /** Optional; default the latest version. */
   version?: InputMaybe<Scalars['Int']['input']>;
+  /** The variables' values: at most 64; keys 1 to 64 characters, values at most 4,096. A required variable missing here is BAD_USER_INPUT naming template.variables.<name>; names the version does not declare are ignored. */
   variables?: InputMaybe<Array<KeyValueInput>>;
 };
 
 /** The exact template version a notification was rendered from. */
 export type PinnedTemplate = {
   __typename?: 'PinnedTemplate';
+  /** The template id. */
   id: Scalars['String']['output'];
+  /** The version used (1 for the first). */
   version: Scalars['Int']['output'];
+  /** The locale variant used (the template's default locale when the recipient's had none). */
   locale: Scalars['String']['output'];
 };
 
 /** One version of a template (versions never change; an update adds one). */
 export type Template = {
   __typename?: 'Template';
+  /** The template id, unique in the tenant, e.g. order-shipped. */
   id: Scalars['ID']['output'];
+  /** The version this is (1 for the first). */
   version: Scalars['Int']['output'];
+  /** The template's latest version. */
   latestVersion: Scalars['Int']['output'];
+  /** What the template is for, for people. */
   description?: Maybe<Scalars['String']['output']>;
+  /** The locale used when the recipient's locale (and its language alone) has no variant, e.g. en. */
   defaultLocale: Scalars['String']['output'];
+  /** The variables the parts may use. */
   variables: Array<TemplateVariable>;
   /** The locale variants, by locale. */
   locales: Array<TemplateLocale>;
+  /** When the template (its version 1) was created. */
   createdAt: Scalars['DateTime']['output'];
+  /** When this version was created. */
   versionCreatedAt: Scalars['DateTime']['output'];
   /** Set when archived: it can no longer be sent or updated. */
   archivedAt?: Maybe<Scalars['DateTime']['output']>;
 };
 
+/** One variable a template's parts may insert. */
 export type TemplateVariable = {
   __typename?: 'TemplateVariable';
+  /** The name used in tags, e.g. order.id. */
   name: Scalars['String']['output'];
+  /** True: a send without it is BAD_USER_INPUT naming template.variables.<name>. False: defaultValue is used instead. */
   required: Scalars['Boolean']['output'];
   /** The value used when an optional variable is not given. */
   defaultValue?: Maybe<Scalars['String']['output']>;
+  /** What the variable holds, for people. */
   description?: Maybe<Scalars['String']['output']>;
 };
 
 /** One locale's parts; a channel the locale has no parts for takes the default locale's. */
 export type TemplateLocale = {
   __typename?: 'TemplateLocale';
+  /** The BCP 47 locale, e.g. en or fr-CA. */
   locale: Scalars['String']['output'];
+  /** The email parts; null when this locale has none. */
   email?: Maybe<EmailTemplateParts>;
+  /** The sms parts; null when this locale has none. */
   sms?: Maybe<SmsTemplateParts>;
+  /** The push parts; null when this locale has none. */
   push?: Maybe<MessageTemplateParts>;
+  /** The in-app parts; null when this locale has none. */
   inApp?: Maybe<MessageTemplateParts>;
+  /** The webhook parts; null when this locale has none. */
   webhook?: Maybe<WebhookTemplateParts>;
 };
 
+/** An email's parts, as template text; they render to the content's subject, body and html. */
 export type EmailTemplateParts = {
   __typename?: 'EmailTemplateParts';
+  /** Subject. */
   subject: Scalars['String']['output'];
+  /** Plain-text body; text or html is set. */
   text?: Maybe<Scalars['String']['output']>;
+  /** HTML body; inserted values are HTML-escaped. */
   html?: Maybe<Scalars['String']['output']>;
 };
 
+/** An sms's parts, as template text; they render to the content's body. */
 export type SmsTemplateParts = {
   __typename?: 'SmsTemplateParts';
+  /** The message. */
   text: Scalars['String']['output'];
 };
 
+/** A push or in-app message's parts, as template text; they render to the content's title, body and data. */
 export type MessageTemplateParts = {
   __typename?: 'MessageTemplateParts';
+  /** Title; title or body is set. */
   title?: Maybe<Scalars['String']['output']>;
+  /** Body. */
   body?: Maybe<Scalars['String']['output']>;
+  /** Structured payload; values are template text, keys are not. */
   data: Array<KeyValue>;
 };
 
+/** A webhook's parts, as template text; they render to the content's body and data. */
 export type WebhookTemplateParts = {
   __typename?: 'WebhookTemplateParts';
+  /** Body; body or data is set. */
   body?: Maybe<Scalars['String']['output']>;
+  /** Fields; values are template text, keys are not. */
   data: Array<KeyValue>;
 };
 
@@ -507,15 +641,21 @@ export type RenderedContent = {
   content: Content;
 };
 
+/** A page of templates (a Relay connection). */
 export type TemplateConnection = {
   __typename?: 'TemplateConnection';
+  /** The templates of this page, by id. */
   edges: Array<TemplateEdge>;
+  /** Whether there is a next page, and where it starts. */
   pageInfo: PageInfo;
 };
 
+/** One template of a page. */
 export type TemplateEdge = {
   __typename?: 'TemplateEdge';
+  /** Pass as `after` to continue after this template. */
   cursor: Scalars['String']['output'];
+  /** The template (its latest version). */
   node: Template;
 };
 
@@ -549,12 +689,14 @@ export type PreferenceRule = {
   channel?: Maybe<Channel>;
   /** Null: every category. */
   category?: Maybe<Scalars['String']['output']>;
+  /** True: an opt-in; false: an opt-out. */
   enabled: Scalars['Boolean']['output'];
 };
 
 /** A daily window of local time during which non-critical email, sms and push wait. */
 export type QuietHours = {
   __typename?: 'QuietHours';
+  /** False: no quiet hours. */
   enabled: Scalars['Boolean']['output'];
   /** Local time HH:MM; null when disabled. */
   start?: Maybe<Scalars['String']['output']>;
@@ -562,6 +704,7 @@ export type QuietHours = {
   end?: Maybe<Scalars['String']['output']>;
 };
 
+/** A user's preferences, replacing all of the previous ones. */
 export type PreferencesInput = {
   /** At most 100; each names a channel, a category or both; no pair twice. */
   rules: Array<PreferenceRuleInput>;
@@ -569,15 +712,19 @@ export type PreferencesInput = {
   quietHours?: InputMaybe<QuietHoursInput>;
 };
 
+/** An opt-in or opt-out of a channel, a category, or a category on one channel: at least one of channel and category. */
 export type PreferenceRuleInput = {
   /** Null or omitted: every channel. */
   channel?: InputMaybe<Channel>;
   /** Null or omitted: every category. */
   category?: InputMaybe<Scalars['String']['input']>;
+  /** True: an opt-in; false: an opt-out. */
   enabled: Scalars['Boolean']['input'];
 };
 
+/** A daily window of the recipient's local time during which non-critical email, sms and push wait. */
 export type QuietHoursInput = {
+  /** False: no quiet hours (start and end may then be null). */
   enabled: Scalars['Boolean']['input'];
   /** HH:MM; required when enabled. */
   start?: InputMaybe<Scalars['String']['input']>;
@@ -585,6 +732,7 @@ export type QuietHoursInput = {
   end?: InputMaybe<Scalars['String']['input']>;
 };
 
+/** What sendNotifications did: one result per input. */
 export type SendNotificationsPayload = {
   __typename?: 'SendNotificationsPayload';
   /** One result per input, in the order given. */
@@ -598,12 +746,15 @@ export type SendNotificationsPayload = {
 /** What became of one input of sendNotifications: accepted (id, status, createdAt, replayed set) or not (error set). */
 export type SendNotificationResult = {
   __typename?: 'SendNotificationResult';
+  /** The notification id; null when not accepted. */
   id?: Maybe<Scalars['ID']['output']>;
-  /** PENDING or SCHEDULED right after acceptance. */
+  /** The status right after acceptance: PENDING; SCHEDULED (a future sendAt, or deferred by quiet hours); or SUPPRESSED (the recipient opted out; stored, never delivered). Null when not accepted. */
   status?: Maybe<NotificationStatus>;
+  /** When the notification was accepted; null when not. */
   createdAt?: Maybe<Scalars['DateTime']['output']>;
   /** True when an earlier request with the same idempotency key was replayed. */
   replayed?: Maybe<Scalars['Boolean']['output']>;
+  /** Why the input was not accepted; null when it was. */
   error?: Maybe<SendError>;
 };
 
@@ -612,6 +763,7 @@ export type SendError = {
   __typename?: 'SendError';
   /** As extensions.code of GraphQL errors: BAD_USER_INPUT, FAILED_PRECONDITION, NOT_FOUND, CONFLICT, RATE_LIMITED, UNAVAILABLE or INTERNAL. */
   code: Scalars['String']['output'];
+  /** The api's message, naming the bad fields (items[3].user_id: is required). */
   message: Scalars['String']['output'];
   /** BAD_USER_INPUT: each bad field, named from the api's batch request (items[3].user_id). */
   fieldViolations: Array<FieldViolation>;
@@ -619,9 +771,12 @@ export type SendError = {
   retryAfterMs?: Maybe<Scalars['Int']['output']>;
 };
 
+/** One bad field and the rule it broke. */
 export type FieldViolation = {
   __typename?: 'FieldViolation';
+  /** The field's path as the api names it, e.g. items[3].user_id or template.variables.name. */
   field: Scalars['String']['output'];
+  /** The rule it broke, e.g. is required. */
   description: Scalars['String']['output'];
 };
 
@@ -634,14 +789,18 @@ export type Stats = {
   createdBefore: Scalars['DateTime']['output'];
   /** By channel, then status. */
   rows: Array<StatsRow>;
+  /** The sum of every row's count. */
   total: Scalars['Int']['output'];
 };
 
+/** How many notifications of one channel are in one status. */
 export type StatsRow = {
   __typename?: 'StatsRow';
+  /** The channel. */
   channel: Channel;
   /** The current status. */
   status: NotificationStatus;
+  /** How many (at least 1). */
   count: Scalars['Int']['output'];
 };
 

@@ -8,7 +8,13 @@
 import type pg from 'pg';
 import type { InboxFilter, InboxStore } from '../../domain/inbox.js';
 import type { InboxChange } from '../../domain/notification.js';
-import { COLUMNS, qualified, toNotification, type Row } from './notification-store.js';
+import {
+  COLUMNS,
+  appendEvents,
+  qualified,
+  toNotification,
+  type Row,
+} from './notification-store.js';
 
 const ITEM = `channel = 'in_app' and status = 'DELIVERED'`;
 const UNREAD = `read_at is null and archived_at is null`;
@@ -42,14 +48,9 @@ function changeStatement(picked: string, change: InboxChange): string {
       update notification n set ${CHANGES[change].set}, version = n.version + 1,
         updated_at = now()
       from picked where n.id = picked.id
-      returning ${qualified('n')}
+      returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
     ),
-    ev as (
-      insert into notification_event (notification_id, version, status, attempt, provider, error,
-        generation, time, inbox_change)
-      select id, version, status, attempt, null, null, generation, updated_at, '${change}'
-      from changed
-    )
+    ${appendEvents(`'${change}'`)}
     select * from changed`;
 }
 

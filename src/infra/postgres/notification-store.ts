@@ -47,11 +47,18 @@ export const COLUMNS = `id, tenant_id, user_id, channel, priority, category, con
 const CLAIMABLE = statusesLeadingTo('PROCESSING');
 const CANCELLABLE = statusesLeadingTo('CANCELLED');
 
-/** Appends one history event per row returned by the CTE named `changed`. */
-const APPEND_EVENTS = `ev as (
+/**
+ * Appends one history event per row returned by the CTE named `changed` (which must return
+ * `ev_provider` and `ev_error`); `inboxChange` is the SQL of the event's inbox change, if any.
+ */
+export function appendEvents(inboxChange = 'null::text'): string {
+  return `ev as (
   insert into notification_event (notification_id, version, status, attempt, provider, error,
-    generation, time)
-  select id, version, status, attempt, ev_provider, ev_error, generation, updated_at from changed)`;
+    generation, time, inbox_change)
+  select id, version, status, attempt, ev_provider, ev_error, generation, updated_at, ${inboxChange}
+  from changed)`;
+}
+const APPEND_EVENTS = appendEvents();
 
 /** A notification row as pg returns it; `toNotification` maps it. */
 export interface Row {
@@ -385,7 +392,7 @@ export function createNotificationStore(
       const rows = await query<Row>(
         `with changed as (
            update notification n set status = 'PENDING', version = n.version + 1,
-             updated_at = now(), send_at = now(), published_at = null
+             updated_at = now(), send_at = now(), published_at = null, status_reason = null
            where n.tenant_id = $1 and n.id = $2 and n.status = 'SCHEDULED'
            returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
          ),
@@ -430,13 +437,44 @@ export function createNotificationStore(
       return rows.map(toNotification);
     },
 
-    releaseDue(now, limit) {
-      return sweep(
-        `status = 'SCHEDULED' and send_at <= $1 order by send_at limit $2`,
-        `status = 'PENDING', published_at = null`,
-        null,
+    async dueScheduled(now, limit) {
+      const rows = await query<Row>(
+        `select ${COLUMNS} from notification
+         where status = 'SCHEDULED' and send_at <= $1 order by send_at limit $2`,
         [now, limit],
       );
+      return rows.map(toNotification);
+    },
+
+    releaseDue(now, limit, ids) {
+      // The deferral's reason (quiet hours) stays in the SCHEDULED event; the row no longer waits.
+      return sweep(
+        `status = 'SCHEDULED' and send_at <= $1 ${ids === undefined ? '' : 'and id = any($3::uuid[])'}
+         order by send_at limit $2`,
+        `status = 'PENDING', published_at = null, status_reason = null`,
+        null,
+        ids === undefined ? [now, limit] : [now, limit, ids],
+      );
+    },
+
+    async suppressScheduled(items) {
+      if (items.length === 0) return [];
+      const rows = await query<Row>(
+        `with input as (
+           select * from unnest($1::uuid[], $2::int[], $3::text[]) as t(id, version, reason)
+         ),
+         changed as (
+           update notification n set status = 'SUPPRESSED', status_reason = i.reason,
+             version = n.version + 1, updated_at = now()
+           from input i
+           where n.id = i.id and n.version = i.version and n.status = 'SCHEDULED'
+           returning ${qualified('n')}, null::text as ev_provider, i.reason as ev_error
+         ),
+         ${APPEND_EVENTS}
+         select * from changed`,
+        [items.map((i) => i.id), items.map((i) => i.version), items.map((i) => i.reason)],
+      );
+      return rows.map(toNotification);
     },
 
     reclaimExpired(now, limit, maxAttempts) {

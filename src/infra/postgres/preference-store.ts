@@ -170,7 +170,10 @@ function toTenant(r: Row): StoredTenantPreferences | null {
   return {
     defaultRules: rulesFrom(r.t_default_rules),
     requiredCategories: r.t_required_categories ?? [],
-    quietHours: quietFrom(r.t_quiet_enabled ?? false, r.t_quiet_start, r.t_quiet_end),
+    quietHours:
+      r.t_quiet_enabled === null
+        ? null
+        : quietFrom(r.t_quiet_enabled, r.t_quiet_start, r.t_quiet_end),
     defaultTimeZone: r.t_default_time_zone ?? 'UTC',
     updatedAt: new Date(r.t_updated_at),
   };

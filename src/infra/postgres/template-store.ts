@@ -4,9 +4,11 @@
  * domain's own shape.
  */
 import type pg from 'pg';
+import { createBatcher } from './batcher.js';
 import type {
   TemplateFields,
   TemplateParts,
+  TemplateSendLookup,
   TemplateStore,
   TemplateVariable,
   TemplateVersion,
@@ -57,7 +59,67 @@ const body = (f: TemplateFields) => [
   JSON.stringify(f.locales),
 ];
 
+interface SendKey {
+  tenantId: string;
+  id: string;
+  version: number | null;
+  cached: readonly number[];
+}
+
+interface SendRow {
+  ord: string;
+  found: boolean;
+  version: number | null;
+  archived: boolean;
+  body: {
+    description: string;
+    default_locale: string;
+    variables: TemplateVariable[];
+    locales: Record<string, TemplateParts>;
+  } | null;
+}
+
 export function createTemplateStore(pool: pg.Pool): TemplateStore {
+  // Every Send by template looks its template up: concurrent Sends share one statement, and
+  // identical lookups (a SendBatch on one template) one row of it.
+  const lookUp = createBatcher<SendKey, TemplateSendLookup | null>(
+    async (keys) => {
+      const distinct = new Map<string, number>();
+      const keyOf = (k: SendKey) => JSON.stringify([k.tenantId, k.id, k.version, k.cached]);
+      const unique: SendKey[] = [];
+      for (const k of keys) {
+        if (distinct.has(keyOf(k))) continue;
+        distinct.set(keyOf(k), unique.length);
+        unique.push(k);
+      }
+      const { rows } = await pool.query<SendRow>({
+        name: 'herald_template_for_send',
+        text: `select k.ord, t.id is not null as found, v.version,
+                 t.archived_at is not null as archived,
+                 case when v.version is null or v.version = any(k.cached::int[]) then null
+                      else json_build_object('description', v.description,
+                        'default_locale', v.default_locale, 'variables', v.variables,
+                        'locales', v.locales) end as body
+               from unnest($1::text[], $2::text[], $3::int[], $4::text[])
+                 with ordinality as k(tenant_id, id, version, cached, ord)
+               left join template t on t.tenant_id = k.tenant_id and t.id = k.id
+               left join template_version v on v.tenant_id = t.tenant_id and v.template_id = t.id
+                 and v.version = coalesce(k.version, t.latest_version)`,
+        values: [
+          unique.map((k) => k.tenantId),
+          unique.map((k) => k.id),
+          unique.map((k) => k.version),
+          // Array literals of integers, cast per row (a two-dimensional array must be rectangular).
+          unique.map((k) => `{${k.cached.join(',')}}`),
+        ],
+      });
+      const byOrd = new Map(rows.map((r) => [Number(r.ord), r]));
+      const results = unique.map((k, i) => toLookup(k, byOrd.get(i + 1)));
+      return keys.map((k) => results[distinct.get(keyOf(k)) ?? -1] ?? null);
+    },
+    { maxSize: 200, maxConcurrent: 2 },
+  );
+
   async function get(tenantId: string, id: string, version: number | null) {
     const { rows } = await pool.query<Row>(
       `${SELECT} where t.tenant_id = $1 and t.id = $2
@@ -155,46 +217,26 @@ export function createTemplateStore(pool: pg.Pool): TemplateStore {
       return rowCount === 0 ? null : get(tenantId, id, null);
     },
 
-    async forSend(tenantId, id, version, cached) {
-      const { rows } = await pool.query<{
-        version: number | null;
-        archived: boolean;
-        body: {
-          description: string;
-          default_locale: string;
-          variables: TemplateVariable[];
-          locales: Record<string, TemplateParts>;
-        } | null;
-      }>(
-        `select v.version, t.archived_at is not null as archived,
-                case when v.version = any($4::int[]) then null
-                     else json_build_object('description', v.description,
-                       'default_locale', v.default_locale, 'variables', v.variables,
-                       'locales', v.locales) end as body
-         from template t
-         left join template_version v on v.tenant_id = t.tenant_id and v.template_id = t.id
-           and v.version = coalesce($3::int, t.latest_version)
-         where t.tenant_id = $1 and t.id = $2`,
-        [tenantId, id, version, cached],
-      );
-      const r = rows[0];
-      if (r === undefined) return null;
-      const b = r.body === null ? null : json(r.body);
-      return {
-        version: r.version ?? version ?? 0,
-        archived: r.archived,
-        versionExists: r.version !== null,
-        fields:
-          b === null
-            ? null
-            : {
-                id,
-                description: b.description,
-                defaultLocale: b.default_locale,
-                variables: b.variables,
-                locales: b.locales,
-              },
-      };
-    },
+    forSend: (tenantId, id, version, cached) => lookUp({ tenantId, id, version, cached }),
+  };
+}
+
+function toLookup(k: SendKey, r: SendRow | undefined): TemplateSendLookup | null {
+  if (r === undefined || !r.found) return null;
+  const b = r.body === null ? null : json(r.body);
+  return {
+    version: r.version ?? k.version ?? 0,
+    archived: r.archived,
+    versionExists: r.version !== null,
+    fields:
+      b === null
+        ? null
+        : {
+            id: k.id,
+            description: b.description,
+            defaultLocale: b.default_locale,
+            variables: b.variables,
+            locales: b.locales,
+          },
   };
 }

@@ -425,7 +425,8 @@ export declare type Notification = Message<"herald.v1.Notification"> & {
 
   /**
    * Why the notification is SUPPRESSED (e.g. the recipient opted out of the category), or why its
-   * delivery was deferred (quiet hours). Empty otherwise.
+   * delivery is deferred while SCHEDULED (quiet hours). Empty otherwise: cleared when it is
+   * released (the SCHEDULED history event keeps the reason as its error).
    *
    * @generated from field: string status_reason = 25;
    */
@@ -768,7 +769,8 @@ export declare const DeliverNowRequestSchema: GenMessage<DeliverNowRequest>;
  */
 export declare type DeliverNowResponse = Message<"herald.v1.DeliverNowResponse"> & {
   /**
-   * The notification: PENDING with send_at now when this call released it; as it was when it had
+   * The notification: PENDING with send_at now when this call released it; SUPPRESSED (with
+   * status_reason) when the user has opted out of it since it was accepted; as it was when it had
    * been released already.
    *
    * @generated from field: herald.v1.Notification notification = 1;
@@ -1272,7 +1274,8 @@ export enum NotificationStatus {
 
   /**
    * Accepted with a future send_at, or deferred to the end of the recipient's quiet hours
-   * (status_reason says so); released to PENDING when due, or at once by DeliverNow.
+   * (status_reason says so); released to PENDING when due, or at once by DeliverNow, unless the
+   * user has opted out meanwhile (then SUPPRESSED).
    *
    * @generated from enum value: NOTIFICATION_STATUS_SCHEDULED = 2;
    */
@@ -1438,9 +1441,11 @@ export declare const NotificationService: GenService<{
   },
   /**
    * DeliverNow releases a SCHEDULED notification (a future send_at, or deferred by quiet hours)
-   * at once: it becomes PENDING and goes to the workers now, bypassing quiet hours. Idempotent:
-   * one already released (PENDING, PROCESSING, RETRYING or DELIVERED) is returned unchanged.
-   * CANCELLED, SUPPRESSED and FAILED ones are FAILED_PRECONDITION; an unknown id is NOT_FOUND.
+   * at once: it becomes PENDING and goes to the workers now, bypassing quiet hours. Opt-outs are
+   * not bypassed: if the user's preferences now opt out of it (made after it was accepted), it
+   * becomes SUPPRESSED with status_reason instead and is never delivered. Idempotent: one already
+   * released (PENDING, PROCESSING, RETRYING or DELIVERED) is returned unchanged. CANCELLED,
+   * SUPPRESSED and FAILED ones are FAILED_PRECONDITION; an unknown id is NOT_FOUND.
    *
    * @generated from rpc herald.v1.NotificationService.DeliverNow
    */
@@ -1468,6 +1473,9 @@ export declare const NotificationService: GenService<{
    * and hand-off to the workers. A bad item never affects the others: the call succeeds with one
    * result per item, in request order, each the item's SendResponse or the error its Send would
    * have failed with. INVALID_ARGUMENT naming `items` only when there are no items or too many.
+   * If the caller's deadline passes or it cancels mid-batch, the call fails (DEADLINE_EXCEEDED or
+   * CANCELLED) after some items may already be stored: give items idempotency keys, so a retry of
+   * the same batch replays those instead of sending them twice.
    *
    * @generated from rpc herald.v1.NotificationService.SendBatch
    */
@@ -1478,7 +1486,9 @@ export declare const NotificationService: GenService<{
   },
   /**
    * GetStats counts the tenant's notifications created in a time window, by channel and current
-   * status. It reads an index covering the window, never the table, so it is cheap to poll.
+   * status. It reads the window's range of an index covering the count and never scans the table:
+   * only rows not yet all-visible (written or updated since vacuum last passed) are checked in the
+   * table, through the index, so it stays cheap to poll.
    *
    * @generated from rpc herald.v1.NotificationService.GetStats
    */

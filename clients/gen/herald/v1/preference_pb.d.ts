@@ -151,7 +151,9 @@ export declare type TenantPreferences = Message<"herald.v1.TenantPreferences"> &
 
   /**
    * Quiet hours of users without their own. Optional in updates; unset means the deployment's
-   * default (enabled, 22:00 to 08:00, unless HERALD_DEFAULT_QUIET_HOURS says otherwise).
+   * default (enabled, 22:00 to 08:00, unless HERALD_DEFAULT_QUIET_HOURS says otherwise), which
+   * the tenant then follows, also when the deployment changes it. In output always set: the quiet
+   * hours in force, the default ones when quiet_hours_default is true.
    *
    * @generated from field: herald.v1.QuietHours quiet_hours = 3;
    */
@@ -170,6 +172,15 @@ export declare type TenantPreferences = Message<"herald.v1.TenantPreferences"> &
    * @generated from field: google.protobuf.Timestamp updated_at = 5;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * True when the tenant set no quiet hours of its own, so quiet_hours shows the deployment's
+   * default. Output only (ignored in updates): to keep following the default, leave quiet_hours
+   * unset when updating, rather than sending back the quiet_hours read here.
+   *
+   * @generated from field: bool quiet_hours_default = 6;
+   */
+  quietHoursDefault: boolean;
 };
 
 /**

@@ -4,7 +4,8 @@ import { Migration } from '@mikro-orm/migrations';
  * Preferences: each user's rules and quiet-hours override (one row per user, read with the
  * tenant's settings in one statement per Send), and each tenant's defaults. Neither table refers
  * to `tenant` or `recipient`: a tenant that runs without API keys (authentication off) and a user
- * Herald has no contact data for may still have preferences.
+ * Herald has no contact data for may still have preferences. Null quiet hours follow the next
+ * level: a user's the tenant's, a tenant's the deployment's HERALD_DEFAULT_QUIET_HOURS.
  */
 export class Migration20261121Preferences extends Migration {
   override name = 'Migration20261121Preferences';
@@ -26,7 +27,7 @@ export class Migration20261121Preferences extends Migration {
         tenant_id text primary key,
         default_rules jsonb not null default '[]',
         required_categories text[] not null default '{}',
-        quiet_enabled boolean not null,
+        quiet_enabled boolean,
         quiet_start smallint,
         quiet_end smallint,
         default_time_zone text not null,
