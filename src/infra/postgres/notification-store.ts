@@ -24,6 +24,7 @@ import type {
 } from '../../domain/ports.js';
 import { createBatcher } from './batcher.js';
 import { queryStats } from './notification-stats.js';
+import { date, json, maybeDate } from './columns.js';
 
 export interface NotificationStoreOptions {
   /** Largest multi-row statement. */
@@ -613,10 +614,6 @@ function matchById<T extends { id: string }>(
     return r;
   });
 }
-
-const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
-const maybeDate = (v: Date | string | null): Date | null => (v === null ? null : date(v));
-const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
 export function toNotification(r: Row): Notification {
   return {

@@ -14,6 +14,7 @@ import type {
   StoredTenantPreferences,
   StoredUserPreferences,
 } from '../../domain/preferences.js';
+import { json } from './columns.js';
 
 interface StoredRule {
   channel: string | null;
@@ -141,8 +142,6 @@ function quietFrom(enabled: boolean, start: number | null, end: number | null): 
     ? { enabled: true, window: { start, end } }
     : { enabled: false };
 }
-
-const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
 function rulesFrom(v: StoredRule[] | string | null): PreferenceRule[] {
   return (v === null ? [] : json(v)).map((r) => ({

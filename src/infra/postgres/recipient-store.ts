@@ -3,6 +3,7 @@
  */
 import type pg from 'pg';
 import type { Recipient, RecipientStore } from '../../domain/recipients.js';
+import { json } from './columns.js';
 
 interface Row {
   tenant_id: string;
@@ -83,8 +84,6 @@ export function createRecipientStore(pool: pg.Pool): RecipientStore {
     },
   };
 }
-
-const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
 function toRecipient(r: Row): Recipient {
   const tokens = r.tokens === null ? [] : json(r.tokens);

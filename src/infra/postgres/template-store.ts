@@ -13,6 +13,7 @@ import type {
   TemplateVariable,
   TemplateVersion,
 } from '../../domain/templates.js';
+import { date, json } from './columns.js';
 
 interface Row {
   id: string;
@@ -32,9 +33,6 @@ const SELECT = `
          v.default_locale, v.variables, v.locales, v.created_at as version_created_at
   from template t
   join template_version v on v.tenant_id = t.tenant_id and v.template_id = t.id`;
-
-const json = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
-const date = (v: Date | string) => new Date(v);
 
 function toTemplate(r: Row): TemplateVersion {
   return {
