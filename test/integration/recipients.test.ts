@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startFcmFake, type FcmFake } from '../support/fakes/fcm.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { countingPool } from '../support/postgres.js';
+import { createRecipientStore } from '../../src/infra/postgres/recipient-store.js';
 
 let t: TestHerald;
 let client: HeraldClient;
@@ -202,5 +204,35 @@ describe('Send without an address', () => {
       status: NotificationStatus.DELIVERED,
       to: 'old-device',
     });
+  });
+});
+
+describe('recipient reads', () => {
+  it('share one statement when concurrent, each caller getting its own recipient', async () => {
+    const { pool, statements } = countingPool(t.db.pool);
+    const store = createRecipientStore(pool);
+    const tenant = `reads-${randomUUID()}`;
+    const users = Array.from({ length: 50 }, (_, i) => `reader-${i}`);
+    for (const u of users.slice(0, 25)) {
+      await store.upsert(tenant, {
+        userId: u,
+        email: `${u}@example.com`,
+        phone: null,
+        timeZone: null,
+        locale: null,
+        data: {},
+      });
+    }
+    await store.registerPushToken(tenant, 'reader-0', 'device-0');
+    statements.count = 0;
+
+    const read = await Promise.all(users.map((u) => store.get(tenant, u)));
+
+    // Two run at once (the batcher's free slots); everything that queued meanwhile goes together.
+    expect(statements.count).toBe(3);
+    expect(read.map((r) => r?.email ?? null)).toEqual(
+      users.map((u, i) => (i < 25 ? `${u}@example.com` : null)),
+    );
+    expect(read[0]?.pushTokens.map((p) => p.token)).toEqual(['device-0']);
   });
 });

@@ -15,13 +15,13 @@ import {
   type Notification,
   type TemplateSchema,
 } from '@herald/client';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTemplates, type TemplateFields } from '../../src/domain/templates.js';
 import { createTemplateStore } from '../../src/infra/postgres/template-store.js';
 import { createTestApiKey } from '../support/access.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { countingPool } from '../support/postgres.js';
 
 let t: TestHerald;
 let client: HeraldClient;
@@ -503,22 +503,13 @@ describe('template store', () => {
 
   it('looks up concurrent Sends in one statement, each getting its own answer', async () => {
     const tenant = `lookup-${uid()}`;
-    let statements = 0;
-    const counting = new Proxy(t.db.pool, {
-      get(target, key, receiver) {
-        if (key !== 'query') return Reflect.get(target, key, receiver) as unknown;
-        return (...args: Parameters<pg.Pool['query']>) => {
-          statements += 1;
-          return (target.query as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      },
-    });
+    const { pool: counting, statements } = countingPool(t.db.pool);
     const store = createTemplateStore(counting);
     const id = `batched-${uid()}`;
     await store.create(tenant, fields(id, 'v1 {{name}}'));
     const added = await store.addVersion(tenant, fields(id, 'v2 {{name}}'), 1);
     expect(added.ok).toBe(true);
-    statements = 0;
+    statements.count = 0;
 
     // A SendBatch's worth on one template, plus other keys mixed in.
     const same = Array.from({ length: 100 }, () => store.forSend(tenant, id, null, []));
@@ -531,7 +522,7 @@ describe('template store', () => {
     ]);
     const results = await Promise.all(same);
     // Two run at once (the batcher's free slots); everything that queued meanwhile goes together.
-    expect(statements).toBe(3);
+    expect(statements.count).toBe(3);
     for (const r of results) {
       expect(r).toMatchObject({ version: 2, archived: false, versionExists: true });
       expect(r?.fields?.locales).toEqual({ en: { sms: { text: 'v2 {{name}}' } } });

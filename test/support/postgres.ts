@@ -56,3 +56,18 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** A view of `pool` that counts the statements sent through `query` (to prove batching). */
+export function countingPool(pool: pg.Pool): { pool: pg.Pool; statements: { count: number } } {
+  const statements = { count: 0 };
+  const counting = new Proxy(pool, {
+    get(target, key, receiver) {
+      if (key !== 'query') return Reflect.get(target, key, receiver) as unknown;
+      return (...args: Parameters<pg.Pool['query']>) => {
+        statements.count += 1;
+        return (target.query as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { pool: counting, statements };
+}

@@ -3,6 +3,7 @@
  */
 import type pg from 'pg';
 import type { Recipient, RecipientStore } from '../../domain/recipients.js';
+import { createBatcher } from './batcher.js';
 import { json } from './columns.js';
 
 interface Row {
@@ -28,13 +29,27 @@ const SELECT = `
   from recipient r`;
 
 export function createRecipientStore(pool: pg.Pool): RecipientStore {
-  async function get(tenantId: string, userId: string): Promise<Recipient | null> {
-    const { rows } = await pool.query<Row>(`${SELECT} where r.tenant_id = $1 and r.user_id = $2`, [
-      tenantId,
-      userId,
-    ]);
-    return rows[0] ? toRecipient(rows[0]) : null;
-  }
+  // Sends without a direct address read their recipient: concurrent reads (a SendBatch, a busy
+  // api) share one statement instead of a round trip each.
+  const getOne = createBatcher<{ tenantId: string; userId: string }, Recipient | null>(
+    async (keys) => {
+      const { rows } = await pool.query<Row & { ord: string }>({
+        name: 'herald_recipient_get',
+        text: `select k.ord, x.*
+          from unnest($1::text[], $2::text[]) with ordinality as k(tenant_id, user_id, ord)
+          join lateral (${SELECT} where r.tenant_id = k.tenant_id and r.user_id = k.user_id) x
+            on true`,
+        values: [keys.map((k) => k.tenantId), keys.map((k) => k.userId)],
+      });
+      const byOrd = new Map(rows.map((r) => [Number(r.ord), r]));
+      return keys.map((_, i) => {
+        const row = byOrd.get(i + 1);
+        return row ? toRecipient(row) : null;
+      });
+    },
+    { maxSize: 200, maxConcurrent: 2 },
+  );
+  const get = (tenantId: string, userId: string) => getOne({ tenantId, userId });
   const ensure = (tenantId: string, userId: string) =>
     pool.query(
       `insert into recipient (tenant_id, user_id, created_at, updated_at)
