@@ -33,12 +33,15 @@ export const MARK_ALL_BATCH = 500;
  * statement.
  */
 export interface InboxStore {
-  /** Newest first (createdAt desc, id desc), strictly older than `before`. */
+  /**
+   * Newest delivered first (deliveredAt desc, id desc), strictly after `before` in that order:
+   * an item scheduled ahead or delivered late arrives at the top, not among its creation peers.
+   */
   list(
     tenantId: string,
     userId: string,
     filter: InboxFilter,
-    before: { createdAt: Date; id: string } | null,
+    before: { deliveredAt: Date; id: string } | null,
     limit: number,
   ): Promise<Notification[]>;
   /** Applies `change` to those of `ids` it changes; the changed items, as they are now. */
@@ -50,7 +53,7 @@ export interface InboxStore {
   ): Promise<Notification[]>;
   /** The inbox items among `ids`. */
   items(tenantId: string, userId: string, ids: readonly string[]): Promise<Notification[]>;
-  /** Marks up to `limit` unread items read (oldest first); the changed items. */
+  /** Marks up to `limit` unread items read (earliest delivered first); the changed items. */
   markSomeRead(tenantId: string, userId: string, limit: number): Promise<Notification[]>;
   /** Items neither read nor archived. */
   unreadCount(tenantId: string, userId: string): Promise<number>;
@@ -116,13 +119,13 @@ export function createInbox(deps: InboxDeps) {
       tenantId,
       input.userId,
       filter as InboxFilter,
-      before ? { createdAt: before.at, id: before.id } : null,
+      before ? { deliveredAt: before.at, id: before.id } : null,
       limit + 1,
     );
-    const { page, nextPageToken } = pageOf('inbox', rows, limit, (n) => ({
-      at: n.createdAt,
-      id: n.id,
-    }));
+    // Every inbox item is a DELIVERED row, so deliveredAt is set (null only to the type).
+    const { page, nextPageToken } = pageOf('inbox', rows, limit, (n) =>
+      n.deliveredAt === null ? null : { at: n.deliveredAt, id: n.id },
+    );
     return { notifications: page, nextPageToken };
   }
 

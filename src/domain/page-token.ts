@@ -20,8 +20,11 @@ export interface IdPosition {
 
 /** The position each listing's tokens carry. */
 export interface PagePositions {
+  /** At createdAt. */
   notifications: PagePosition;
+  /** At deadLetteredAt. */
   'dead-letters': PagePosition;
+  /** At deliveredAt: the inbox lists by arrival. */
   inbox: PagePosition;
   templates: IdPosition;
 }

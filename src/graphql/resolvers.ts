@@ -189,7 +189,11 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       res.notifications,
       res.nextPageToken,
       (n) => notificationFromPb(n),
-      (_, n) => encodePageToken('inbox', { at: new Date(n.createdAt), id: n.id }),
+      (_, n) => {
+        // The api pages the inbox by delivery, and every inbox item was delivered.
+        if (!n.deliveredAt) throw new Error(`inbox item ${n.id} has no deliveredAt`);
+        return encodePageToken('inbox', { at: new Date(n.deliveredAt), id: n.id });
+      },
     );
   }
 

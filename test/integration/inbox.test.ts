@@ -1,11 +1,13 @@
 /**
- * InboxService against a real Herald: the three listings page every item exactly once; marks
+ * InboxService against a real Herald: the three listings page every item exactly once, newest
+ * delivered first (a scheduled or late item arrives at the top); marks
  * (seen, read, unread, archived, unarchived; single and bulk; all read) change only what is not
  * already so, each change a history event and a live status event in order; a user token sees and
  * marks only its own inbox; the unread count stays exact under many concurrent marks and is read
  * from its partial index.
  */
 import { randomUUID } from 'node:crypto';
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { Code } from '@connectrpc/connect';
 import {
   Channel,
@@ -127,12 +129,16 @@ async function allPages(
   return pages;
 }
 
-/** The inbox items of `userId` matching `where`, newest first, straight from the database. */
+/**
+ * The inbox items of `userId` matching `where`, newest delivered first, straight from the
+ * database. Concurrently sent items may be delivered in any order, so tests compare listings with
+ * this rather than with the order they sent in.
+ */
 async function storedIds(userId: string, where: string): Promise<string[]> {
   const { rows } = await t.db.pool.query<{ id: string }>(
     `select id from notification where user_id = $1 and channel = 'in_app'
        and status = 'DELIVERED' and ${where}
-     order by created_at desc, id desc`,
+     order by delivered_at desc, id desc`,
     [userId],
   );
   return rows.map((r) => r.id);
@@ -168,7 +174,7 @@ function collect(stream: (signal: AbortSignal) => AsyncIterable<WatchNotificatio
 }
 
 describe('ListInbox', () => {
-  it('lists UNREAD, ALL and ARCHIVED items newest first, each exactly once across pages', async () => {
+  it('lists UNREAD, ALL and ARCHIVED items newest delivered first, each exactly once across pages', async () => {
     const user = newUser('list');
     const ids = await inboxItems(user, 9);
     // Not inbox items: another channel, and an in-app one not delivered yet.
@@ -195,9 +201,9 @@ describe('ListInbox', () => {
     };
     expect(expected[InboxFilter.UNREAD]).toHaveLength(5);
     expect(expected[InboxFilter.ALL]).toHaveLength(7);
-    expect(expected[InboxFilter.ARCHIVED]).toEqual([d, c]);
-    expect([...expected[InboxFilter.ALL]].reverse()).toEqual(
-      ids.filter((id) => id !== c && id !== d),
+    expect([...expected[InboxFilter.ARCHIVED]].sort()).toEqual([c, d].sort());
+    expect([...expected[InboxFilter.ALL]].sort()).toEqual(
+      ids.filter((id) => id !== c && id !== d).sort(),
     );
     for (const filter of [InboxFilter.UNREAD, InboxFilter.ALL, InboxFilter.ARCHIVED] as const) {
       const pages = await allPages(service, { userId: user, filter }, 2);
@@ -213,21 +219,72 @@ describe('ListInbox', () => {
   it('returns every item once while new items arrive and items are read during paging', async () => {
     const user = newUser('stable');
     const before = await inboxItems(user, 6);
+    const listed = await storedIds(user, 'true');
+    expect([...listed].sort()).toEqual([...before].sort());
     let turn = 0;
     const pages = await allPages(
       service,
       { userId: user, filter: InboxFilter.ALL },
       2,
       async () => {
-        // A new item, and a change of one not listed yet (its version moves, its place does not).
+        // A new item (delivered after every listed one: it arrives above them), and a change of
+        // one not listed yet (its version moves, its place does not).
         if (turn < 2) await inboxItems(user, 1);
-        const next = before[turn] as string;
+        const next = listed.at(-1 - turn) as string;
         turn += 1;
         if (turn <= 2) await mark(user, [next], InboxChange.READ);
       },
     );
-    expect(pages.flat()).toEqual([...before].reverse());
-    expect(await storedIds(user, 'read_at is not null')).toEqual([before[1], before[0]]);
+    expect(pages.flat()).toEqual(listed);
+    expect((await storedIds(user, 'true')).slice(2)).toEqual(listed);
+    expect(await storedIds(user, 'read_at is not null')).toEqual(listed.slice(-2));
+  });
+
+  it('lists an item scheduled ahead at the top once it is delivered, above items created after it', async () => {
+    const user = newUser('arrival');
+    const scheduled = await service.send({
+      userId: user,
+      channel: Channel.IN_APP,
+      content: { title: 'next week' },
+      sendAt: { seconds: BigInt(Math.floor(Date.now() / 1000) + 7 * 86_400), nanos: 0 },
+    });
+    const newer = await inboxItems(user, 3);
+    const top = await service.inbox.listInbox({ userId: user, pageSize: 1 });
+    expect(newer).toContain(top.notifications[0]?.id);
+
+    // Released once the database clock is past the millisecond of every delivery so far, so its
+    // delivery cannot tie with theirs (ties go to the greater id, which is theirs).
+    await expect
+      .poll(async () => {
+        const { rows } = await t.db.pool.query<{ past: boolean }>(
+          `select clock_timestamp() > max(delivered_at) + interval '1 millisecond' as past
+           from notification where user_id = $1`,
+          [user],
+        );
+        return rows[0]?.past;
+      }, WAIT)
+      .toBe(true);
+    // It arrives last, so it is listed first.
+    await service.deliverNow({ id: scheduled.id });
+    await delivered([scheduled.id]);
+    const expected = await storedIds(user, 'true');
+    expect(expected).toEqual([scheduled.id, ...(await storedIds(user, `id <> '${scheduled.id}'`))]);
+    const pages = await allPages(service, { userId: user, filter: InboxFilter.ALL }, 1);
+    expect(pages.flat()).toEqual(expected);
+    const { notifications } = await service.inbox.listInbox({
+      userId: user,
+      filter: InboxFilter.UNREAD,
+    });
+    const [first, ...rest] = notifications as [Notification, ...Notification[]];
+    expect(first.id).toBe(scheduled.id);
+    // Created before every other item, delivered after all of them.
+    const ms = (ts: Timestamp | undefined) =>
+      ts === undefined ? NaN : timestampDate(ts).getTime();
+    for (const n of rest) {
+      expect(ms(first.createdAt)).toBeLessThanOrEqual(ms(n.createdAt));
+      expect(ms(first.deliveredAt)).toBeGreaterThan(ms(n.deliveredAt));
+    }
+    expect(rest.map((n) => n.id).sort()).toEqual([...newer].sort());
   });
 
   it('shows each item with its inbox state', async () => {

@@ -184,7 +184,7 @@ export type Me = {
   notifications: NotificationConnection;
   /** The user's preferences, with the tenant settings they are decided against. */
   preferences: Preferences;
-  /** The user's inbox: in-app notifications delivered to the user, newest first. `filter` defaults to ALL; `first`: 1 to 500, default 50. */
+  /** The user's inbox: in-app notifications delivered to the user, newest delivered first (by deliveredAt, so one scheduled ahead or delivered late arrives at the top). `filter` defaults to ALL; `first`: 1 to 500, default 50. */
   inbox: NotificationConnection;
   /** Inbox items neither read nor archived. */
   unreadCount: Scalars['Int']['output'];

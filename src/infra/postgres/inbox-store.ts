@@ -62,25 +62,25 @@ export function createInboxStore(pool: pg.Pool): InboxStore {
 
   return {
     list(tenantId, userId, filter, before, limit) {
-      const cursor = before === null ? '' : `and (created_at, id) < ($4, $5::uuid)`;
+      const cursor = before === null ? '' : `and (delivered_at, id) < ($4, $5::uuid)`;
       const values: unknown[] = [tenantId, userId, limit];
-      if (before !== null) values.push(before.createdAt, before.id);
+      if (before !== null) values.push(before.deliveredAt, before.id);
       return run(
         `list_${filter}${before === null ? '' : '_after'}`,
         `select ${COLUMNS} from notification
          where tenant_id = $1 and user_id = $2 and ${ITEM} and ${FILTERS[filter]} ${cursor}
-         order by created_at desc, id desc limit $3`,
+         order by delivered_at desc, id desc limit $3`,
         values,
       );
     },
 
     mark(tenantId, userId, ids, change) {
-      // Locked in (created_at, id) order, the order MarkAllRead locks in too. FOR UPDATE re-checks
+      // Locked in (delivered_at, id) order, the order MarkAllRead locks in too. FOR UPDATE re-checks
       // the condition on a row another mark changed meanwhile, so each change happens once.
       const picked = `select id from notification
         where tenant_id = $1 and user_id = $2 and id = any($3::uuid[]) and ${ITEM}
           and ${CHANGES[change].where}
-        order by created_at, id for update`;
+        order by delivered_at, id for update`;
       return run(`mark_${change.toLowerCase()}`, changeStatement(picked, change), [
         tenantId,
         userId,
@@ -102,7 +102,7 @@ export function createInboxStore(pool: pg.Pool): InboxStore {
       // skipped and more are read, so a batch is full whenever that many unread items remain.
       const picked = `select id from notification
         where tenant_id = $1 and user_id = $2 and ${ITEM} and ${UNREAD}
-        order by created_at, id limit $3 for update`;
+        order by delivered_at, id limit $3 for update`;
       return run('mark_all_read', changeStatement(picked, 'READ'), [tenantId, userId, limit]);
     },
 

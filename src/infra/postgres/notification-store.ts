@@ -223,7 +223,9 @@ export function createNotificationStore(
          changed as (
            update notification n set status = i.status, version = n.version + 1,
              updated_at = now(), lease_until = null, next_attempt_at = i.next_attempt_at,
-             delivered_at = case when i.status = 'DELIVERED' then now() else n.delivered_at end,
+             -- Milliseconds, as the inbox's page tokens carry it (migration-20261121-inbox).
+             delivered_at = case when i.status = 'DELIVERED' then date_trunc('milliseconds', now())
+               else n.delivered_at end,
              provider = coalesce(i.provider, n.provider),
              provider_message_id = coalesce(i.provider_message_id, n.provider_message_id),
              last_error = coalesce(i.error, n.last_error),

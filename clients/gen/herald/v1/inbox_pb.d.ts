@@ -60,7 +60,8 @@ export declare const ListInboxRequestSchema: GenMessage<ListInboxRequest>;
  */
 export declare type ListInboxResponse = Message<"herald.v1.ListInboxResponse"> & {
   /**
-   * The items, newest first, with their inbox state (seen_at, read_at, archived_at).
+   * The items, newest delivered first (delivered_at desc, id desc), with their inbox state
+   * (seen_at, read_at, archived_at).
    *
    * @generated from field: repeated herald.v1.Notification notifications = 1;
    */
@@ -369,8 +370,11 @@ export declare const MarkOutcomeSchema: GenEnum<MarkOutcome>;
  */
 export declare const InboxService: GenService<{
   /**
-   * ListInbox pages through the user's inbox items, newest first (by creation time). Pages are
-   * stable: every item matching the filter is returned exactly once while new items arrive.
+   * ListInbox pages through the user's inbox items, newest delivered first (delivered_at, then
+   * id, descending): an item scheduled ahead (send_at) or delivered late after retries arrives at
+   * the top, above items created after it. Pages are stable: every item matching the filter is
+   * returned exactly once while new items arrive (they arrive above the pages already read). A
+   * dead-letter replay that delivers an item again moves it to the top, since it arrived again.
    *
    * @generated from rpc herald.v1.InboxService.ListInbox
    */
