@@ -464,6 +464,9 @@ describe('memory under oversized requests', () => {
       ...t.env,
       HERALD_MIGRATE_ON_START: 'false',
       HERALD_MAX_REQUEST_BYTES: String(CAP),
+      // This test is about the size cap: the file's short request deadline would cancel the
+      // streams still queued behind the others on a busy machine, answerless.
+      HERALD_HTTP_REQUEST_TIMEOUT_MS: '60000',
     });
     const [, h2cPort, httpPort] = await api.waitFor(
       /\(h2c\) on http:\/\/127\.0\.0\.1:(\d+), .* on http:\/\/127\.0\.0\.1:(\d+)/,
