@@ -296,18 +296,17 @@ const CODES_BY_NAME = new Map(
  */
 export function badInputResult(err: unknown): SendNotificationResult {
   if (!(err instanceof GraphQLError) || err.extensions.code !== 'BAD_USER_INPUT') throw err;
-  return {
-    id: null,
-    status: null,
-    createdAt: null,
-    replayed: null,
-    error: {
-      code: 'BAD_USER_INPUT',
-      message: err.message,
-      fieldViolations: (err.extensions.fieldViolations ?? []) as FieldViolation[],
-      retryAfterMs: null,
-    },
-  };
+  return failedResult({
+    code: 'BAD_USER_INPUT',
+    message: err.message,
+    fieldViolations: (err.extensions.fieldViolations ?? []) as FieldViolation[],
+    retryAfterMs: null,
+  });
+}
+
+/** A sendNotifications result that carries only its error. */
+function failedResult(error: SendNotificationResult['error']): SendNotificationResult {
+  return { id: null, status: null, createdAt: null, replayed: null, error };
 }
 
 /** One result of SendBatch, its error coded as graphqlErrorFrom codes a whole call's. */
@@ -324,21 +323,15 @@ export function sendResultFromPb(r: SendBatchResult): SendNotificationResult {
   }
   // An unset result is an answer the api never gives: reported as an internal error.
   const e = r.result.case === 'error' ? r.result.value : undefined;
-  return {
-    id: null,
-    status: null,
-    createdAt: null,
-    replayed: null,
-    error: {
-      code: CODES_BY_NAME.get(e?.code ?? '') ?? 'INTERNAL',
-      message: e?.message ?? 'internal error',
-      fieldViolations: (e?.fieldViolations ?? []).map((v) => ({
-        field: v.field,
-        description: v.description,
-      })),
-      retryAfterMs: e?.retryDelay ? millisOf(e.retryDelay) : null,
-    },
-  };
+  return failedResult({
+    code: CODES_BY_NAME.get(e?.code ?? '') ?? 'INTERNAL',
+    message: e?.message ?? 'internal error',
+    fieldViolations: (e?.fieldViolations ?? []).map((v) => ({
+      field: v.field,
+      description: v.description,
+    })),
+    retryAfterMs: e?.retryDelay ? millisOf(e.retryDelay) : null,
+  });
 }
 
 export function statsFromPb(s: GetStatsResponse): Stats {

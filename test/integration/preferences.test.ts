@@ -20,6 +20,8 @@ import { issueUserToken } from '../../src/infra/auth/user-tokens.js';
 import { createTestApiKey } from '../support/access.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { countingPool } from '../support/postgres.js';
+import { createPreferenceStore } from '../../src/infra/postgres/preference-store.js';
 
 const MASTER = 'preferences-test-master-secret-0123456789';
 
@@ -457,5 +459,29 @@ describe('PreferenceService', () => {
     expect((await rejection(sender.preferences.getTenantPreferences({}))).code).toBe(
       Code.PermissionDenied,
     );
+  });
+});
+
+describe("the Send path's preference reads", () => {
+  it("share one statement when concurrent, each Send getting its own user's", async () => {
+    const { pool, statements } = countingPool(t.db.pool);
+    const store = createPreferenceStore(pool);
+    const own = `batched-${randomUUID()}`;
+    const users = Array.from({ length: 50 }, (_, i) => `reader-${i}`);
+    await store.putUser(own, {
+      userId: 'reader-7',
+      rules: [{ channel: 'sms', category: null, enabled: false }],
+      quietHours: null,
+    });
+    statements.count = 0;
+
+    const read = await Promise.all(users.map((u) => store.read(own, u)));
+
+    // Two run at once (the batcher's free slots); everything that queued meanwhile goes together.
+    expect(statements.count).toBe(3);
+    expect(read.map((r) => r.user?.userId ?? null)).toEqual(
+      users.map((u) => (u === 'reader-7' ? u : null)),
+    );
+    expect(read[7]?.user?.rules).toEqual([{ channel: 'sms', category: null, enabled: false }]);
   });
 });
