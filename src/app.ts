@@ -182,6 +182,8 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       events,
       logger,
       hash: (s) => createHash('sha256').update(s).digest('hex'),
+      // Well inside the outbox grace, after which the scheduler republishes unstamped rows.
+      stampDelayMs: Math.min(1_000, config.scheduler.outboxGraceMs / 2),
     });
     closers.push(() => notifications.drain());
     const deadLetterCases = createDeadLetters({

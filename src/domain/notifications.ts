@@ -50,6 +50,12 @@ export interface NotificationsDeps {
    */
   preferences: Pick<Preferences, 'forSend'> | null;
   now?: () => Date;
+  /**
+   * How long after publishing the api stamps published_at on rows no worker has claimed (and so
+   * stamped) yet; default 1 s. Keep it well under the scheduler's outbox grace, after which rows
+   * left unstamped are republished.
+   */
+  stampDelayMs?: number;
 }
 
 export interface SendResult {
@@ -87,7 +93,28 @@ export function createNotifications(deps: NotificationsDeps) {
   const now = deps.now ?? (() => new Date());
   const inFlight = new Set<Promise<void>>();
 
-  /** Hands notifications to the queue and stamps them published; failures wait for the sweep. */
+  /**
+   * Published rows waiting for their published_at stamp. The stamp waits a moment: a worker's
+   * claim stamps the row it claims, so by then most rows need no write of their own (one row
+   * version fewer per notification); only rows still queued are stamped here.
+   */
+  let unstamped: { id: string; generation: number }[] = [];
+  let stampTimer: NodeJS.Timeout | undefined;
+
+  function stampLater(jobs: readonly { id: string; generation: number }[]): void {
+    unstamped.push(...jobs);
+    stampTimer ??= setTimeout(() => track(stampNow()), deps.stampDelayMs ?? 1_000).unref();
+  }
+
+  async function stampNow(): Promise<void> {
+    clearTimeout(stampTimer);
+    stampTimer = undefined;
+    const jobs = unstamped;
+    unstamped = [];
+    if (jobs.length > 0) await store.markPublished(jobs);
+  }
+
+  /** Hands notifications to the queue; the published ones are stamped a moment later. */
   async function dispatch(rows: readonly Notification[]): Promise<void> {
     const published: { id: string; generation: number }[] = [];
     await Promise.all(
@@ -103,12 +130,12 @@ export function createNotifications(deps: NotificationsDeps) {
         }
       }),
     );
-    if (published.length > 0) await store.markPublished(published);
+    stampLater(published);
   }
 
-  /** Starts a dispatch without making the caller wait; tracked so shutdown can drain it. */
-  function dispatchInBackground(rows: readonly Notification[]): void {
-    const p = dispatch(rows)
+  /** Runs background work without making the caller wait; tracked so shutdown can drain it. */
+  function track(work: Promise<void>): void {
+    const p = work
       .catch((err: unknown) => {
         logger.warn(
           { err: errorMessage(err) },
@@ -117,6 +144,10 @@ export function createNotifications(deps: NotificationsDeps) {
       })
       .finally(() => inFlight.delete(p));
     inFlight.add(p);
+  }
+
+  function dispatchInBackground(rows: readonly Notification[]): void {
+    track(dispatch(rows));
   }
 
   async function send(tenantId: string, input: SendInput): Promise<SendResult> {
@@ -409,8 +440,10 @@ export function createNotifications(deps: NotificationsDeps) {
     return latest ? stateAt(n, latest) : eventOf(n, null, null);
   }
 
-  /** Waits for background dispatches to finish (graceful shutdown). */
+  /** Waits for background dispatches to finish and stamps what they published (graceful shutdown). */
   async function drain(): Promise<void> {
+    await Promise.allSettled([...inFlight]);
+    track(stampNow());
     await Promise.allSettled([...inFlight]);
   }
 

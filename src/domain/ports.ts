@@ -89,7 +89,11 @@ export interface NotificationStore {
    * send_at. Null when the row was not SCHEDULED.
    */
   deliverNow(tenantId: string, id: string): Promise<Notification | null>;
-  /** Stamps published_at on rows a publish of `generation` reached the queue for. */
+  /**
+   * Stamps published_at on rows a publish of `generation` reached the queue for, unless already
+   * stamped: a worker's claim stamps the row it claims, so by the time the api stamps the rows it
+   * published (a while later, see createNotifications) most need no write.
+   */
   markPublished(jobs: readonly { id: string; generation: number }[]): Promise<void>;
   /**
    * PENDING | RETRYING | PROCESSING-with-an-expired-lease -> PROCESSING, for a job of the row's
@@ -98,6 +102,11 @@ export interface NotificationStore {
    * (the fencing token for every later write), a lease until now + leaseMs.
    */
   claim(id: string, generation: number, leaseMs: number): Promise<ClaimResult>;
+  /**
+   * As claim, but straight to DELIVERED by `provider` (no lease): for an inline provider, whose
+   * delivery is this update itself (in_app). `notification` is the delivered row.
+   */
+  deliverInline(id: string, generation: number, provider: string): Promise<ClaimResult>;
   /** PROCESSING at exactly `attempt` -> the outcome's status. Null when the claim was lost. */
   complete(id: string, attempt: number, outcome: AttemptOutcome): Promise<Notification | null>;
   /** Lease extension while a slow provider call runs; false when the claim was lost. */
@@ -200,6 +209,12 @@ export interface DeliveryResult {
  */
 export interface Provider {
   readonly name: string;
+  /**
+   * True when delivering is the notification's own update (in_app: the stored row is the inbox
+   * item): nothing is called and nothing can fail, so the worker marks it DELIVERED as it claims
+   * it, in one statement, with no PROCESSING step. `deliver` is then never called.
+   */
+  readonly inline?: boolean;
   deliver(notification: Notification, signal: AbortSignal): Promise<DeliveryResult>;
   /** Releases pooled connections; called once at shutdown. */
   close?(): Promise<void>;

@@ -139,6 +139,11 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
       return;
     }
 
+    if (providers.inline !== null) {
+      await deliverInline(msg, job, providers.inline, log);
+      return;
+    }
+
     let claim;
     try {
       claim = await store.claim(job.id, job.generation, deps.leaseMs);
@@ -248,6 +253,25 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
         msg.term();
         break;
     }
+  }
+
+  /** An inline provider's job: claimed straight to DELIVERED, in one statement. */
+  async function deliverInline(msg: JsMsg, job: Job, provider: string, log: object): Promise<void> {
+    let claim;
+    try {
+      claim = await store.deliverInline(job.id, job.generation, provider);
+    } catch (err) {
+      logger.warn({ ...log, err: (err as Error).message }, 'delivery failed; will retry');
+      msg.nak(infraRetryMs(msg));
+      return;
+    }
+    if (!claim.claimed) {
+      settleLostClaim(msg, job, claim.current, log);
+      return;
+    }
+    events.publish(eventOf(claim.notification, provider, null));
+    crash('after-commit');
+    msg.ack();
   }
 
   /** A job that did not win the claim: drop it if it is stale, else let it come back later. */

@@ -32,6 +32,8 @@ export type ChainOutcome =
 
 export interface ProviderChain {
   readonly names: readonly string[];
+  /** The provider's name when the chain is one inline provider (see Provider.inline), else null. */
+  readonly inline: string | null;
   /** 0 when some provider would take a call now; else ms until one would. */
   availableIn(): number;
   deliver(notification: Notification, signal: AbortSignal): Promise<ChainOutcome>;
@@ -62,6 +64,8 @@ export function createProviderChain(
 
   return {
     names: slots.map((s) => s.provider.name),
+    inline:
+      slots.length === 1 && slots[0]?.provider.inline === true ? slots[0].provider.name : null,
     availableIn: () => Math.min(...slots.map((s) => s.breaker.waitMs())),
     async deliver(n, signal) {
       let last: ChainOutcome | null = null;

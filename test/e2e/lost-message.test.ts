@@ -38,14 +38,19 @@ describe('a job lost by JetStream', () => {
       to: 'a@example.com',
       content: { subject: 'lost', body: 'b' },
     });
+    // With no worker to claim it, the api stamps published_at a moment (stampDelayMs) after the
+    // publish.
     await expect
-      .poll(async () => {
-        const { rows } = await t.db.pool.query<{ published: boolean }>(
-          'select published_at is not null as published from notification where id = $1',
-          [id],
-        );
-        return rows[0]?.published;
-      })
+      .poll(
+        async () => {
+          const { rows } = await t.db.pool.query<{ published: boolean }>(
+            'select published_at is not null as published from notification where id = $1',
+            [id],
+          );
+          return rows[0]?.published;
+        },
+        { timeout: 10_000 },
+      )
       .toBe(true);
     const jsm = await jetstreamManager(nc);
     await jsm.streams.purge(streamName(t.config.nats, 'email'));

@@ -60,7 +60,7 @@ interface Driver {
     providerMessageId: string;
     to: string;
     delivered: boolean;
-    events: { status: NotificationStatus; version: number }[];
+    events: { status: NotificationStatus; version: number; provider: string }[];
   }>;
   watchUser(userId: string, initialCount: number): Watch;
   close(): void;
@@ -136,7 +136,11 @@ function connectDriver(client: HeraldClient): Driver {
         providerMessageId: n?.providerMessageId ?? '',
         to: n?.to ?? '',
         delivered: n?.deliveredAt !== undefined,
-        events: events.map((e) => ({ status: e.status, version: Number(e.version) })),
+        events: events.map((e) => ({
+          status: e.status,
+          version: Number(e.version),
+          provider: e.provider,
+        })),
       };
     },
     watchUser: (userId, initialCount) =>
@@ -159,6 +163,7 @@ interface GrpcNotification {
 interface GrpcEvent {
   status: string;
   version: string;
+  provider: string;
 }
 interface GrpcWatchResponse {
   notification: GrpcNotification;
@@ -247,6 +252,7 @@ function grpcDriver(client: GrpcNotificationClient): Driver {
         events: events.map((e) => ({
           status: statusFromName(e.status),
           version: Number(e.version),
+          provider: e.provider,
         })),
       };
     },
@@ -293,87 +299,124 @@ afterAll(async () => {
 
 interface ClientCase {
   name: string;
-  channel: 'email' | 'in_app';
   driver: () => Driver;
 }
 
 const cases: ClientCase[] = [
   {
     name: '@herald/client over gRPC (h2c)',
-    channel: 'email',
     driver: () => connectDriver(createHeraldClient({ baseUrl: t.h2cUrl, protocol: 'grpc' })),
   },
   {
     name: '@herald/client over Connect JSON (HTTP/1.1)',
-    channel: 'in_app',
     driver: () => connectDriver(createHeraldClient({ baseUrl: t.httpUrl, protocol: 'connect' })),
   },
   {
     name: '@grpc/grpc-js with @grpc/proto-loader',
-    channel: 'email',
     driver: () => grpcDriver(loadGrpcClient(t.h2cUrl)),
   },
 ];
 
 describe('Send', () => {
+  /**
+   * Sends `req` while a watch of its user is live; returns what was sent and every state the
+   * watch saw of it, once it saw DELIVERED.
+   */
+  async function sendWatched(
+    d: Driver,
+    req: Parameters<Driver['send']>[0],
+  ): Promise<{ sent: Sent; seen: Seen[] }> {
+    // The watch is live once it has shown the warm-up: the server subscribes before it reads the
+    // user's latest notification.
+    const warmUp = await d.send({ userId: req.userId, channel: 'in_app', title: 'warm-up' });
+    const watch = d.watchUser(req.userId, 1);
+    try {
+      await expect.poll(() => watch.of(warmUp.id).length, { timeout: 10_000 }).toBeGreaterThan(0);
+
+      const sent = await d.send(req);
+      expect(sent.status).toBe(PENDING);
+
+      await expect
+        .poll(() => watch.of(sent.id).map((s) => s.status), { timeout: 15_000 })
+        .toContain(DELIVERED);
+      return { sent, seen: watch.of(sent.id) };
+    } finally {
+      await watch.close();
+    }
+  }
+
   it.each(cases)(
-    'reaches DELIVERED through PENDING and PROCESSING, seen live by a user watch, when sent with $name',
-    async ({ channel, driver }) => {
+    'reaches DELIVERED through PENDING and PROCESSING, seen live by a user watch, when email is sent with $name',
+    async ({ driver }) => {
       const d = driver();
       const userId = `u-${randomUUID()}`;
-      const to = channel === 'email' ? `${userId}@example.com` : undefined;
+      const to = `${userId}@example.com`;
       try {
-        // The watch is live once it has shown the warm-up: the server subscribes before it reads
-        // the user's latest notification.
-        const warmUp = await d.send({ userId, channel: 'in_app', title: 'warm-up' });
-        const watch = d.watchUser(userId, 1);
-        let sent: Sent;
-        try {
-          await expect
-            .poll(() => watch.of(warmUp.id).length, { timeout: 10_000 })
-            .toBeGreaterThan(0);
+        const { sent, seen } = await sendWatched(d, {
+          userId,
+          channel: 'email',
+          to,
+          title: 'Your order shipped',
+        });
+        expect(seen).toEqual([
+          { id: sent.id, status: PENDING, version: 1, eventStatus: PENDING, eventVersion: 1 },
+          { id: sent.id, status: PROCESSING, version: 2, eventStatus: PROCESSING, eventVersion: 2 },
+          { id: sent.id, status: DELIVERED, version: 3, eventStatus: DELIVERED, eventVersion: 3 },
+        ]);
 
-          sent = await d.send({ userId, channel, to, title: 'Your order shipped' });
-          expect(sent.status).toBe(PENDING);
-
-          await expect
-            .poll(() => watch.of(sent.id).map((s) => s.status), { timeout: 15_000 })
-            .toContain(DELIVERED);
-          expect(watch.of(sent.id)).toEqual([
-            { id: sent.id, status: PENDING, version: 1, eventStatus: PENDING, eventVersion: 1 },
-            {
-              id: sent.id,
-              status: PROCESSING,
-              version: 2,
-              eventStatus: PROCESSING,
-              eventVersion: 2,
-            },
-            { id: sent.id, status: DELIVERED, version: 3, eventStatus: DELIVERED, eventVersion: 3 },
-          ]);
-        } finally {
-          await watch.close();
-        }
-
-        const sentId = sent.id;
-        const got = await d.get(sentId);
-        expect(got).toEqual({
+        expect(await d.get(sent.id)).toEqual({
           status: DELIVERED,
           version: 3,
           attempt: 1,
-          provider: channel === 'email' ? 'log' : 'in_app',
-          providerMessageId: channel === 'email' ? `log-${sentId}` : '',
-          to: to ?? '',
+          provider: 'log',
+          providerMessageId: `log-${sent.id}`,
+          to,
           delivered: true,
           events: [
-            { status: PENDING, version: 1 },
-            { status: PROCESSING, version: 2 },
-            { status: DELIVERED, version: 3 },
+            { status: PENDING, version: 1, provider: '' },
+            { status: PROCESSING, version: 2, provider: '' },
+            { status: DELIVERED, version: 3, provider: 'log' },
           ],
         });
-        // The log provider delivers email (exactly once); in_app needs no provider call.
-        expect(t.deliveries().filter((id) => id === sentId)).toHaveLength(
-          channel === 'email' ? 1 : 0,
-        );
+        // The log provider delivered it, exactly once.
+        expect(t.deliveries().filter((id) => id === sent.id)).toHaveLength(1);
+      } finally {
+        d.close();
+      }
+    },
+  );
+
+  it.each(cases)(
+    'reaches DELIVERED straight from PENDING, with no PROCESSING, seen live by a user watch, when in_app is sent with $name',
+    async ({ driver }) => {
+      const d = driver();
+      const userId = `u-${randomUUID()}`;
+      try {
+        const { sent, seen } = await sendWatched(d, {
+          userId,
+          channel: 'in_app',
+          title: 'Your order shipped',
+        });
+        expect(seen).toEqual([
+          { id: sent.id, status: PENDING, version: 1, eventStatus: PENDING, eventVersion: 1 },
+          { id: sent.id, status: DELIVERED, version: 2, eventStatus: DELIVERED, eventVersion: 2 },
+        ]);
+
+        expect(await d.get(sent.id)).toEqual({
+          status: DELIVERED,
+          version: 2,
+          attempt: 1,
+          provider: 'in_app',
+          providerMessageId: '',
+          to: '',
+          delivered: true,
+          events: [
+            { status: PENDING, version: 1, provider: '' },
+            { status: DELIVERED, version: 2, provider: 'in_app' },
+          ],
+        });
+        // in_app needs no provider call: its worker marks it DELIVERED as it claims it.
+        expect(t.deliveries().filter((id) => id === sent.id)).toHaveLength(0);
       } finally {
         d.close();
       }
@@ -387,10 +430,13 @@ describe('WatchNotifications by notification id', () => {
 
   beforeAll(async () => {
     client = createHeraldClient({ baseUrl: t.h2cUrl });
+    // Email, delivered by the log provider: a history with every step, PROCESSING included.
+    const userId = `u-${randomUUID()}`;
     const sent = await client.send({
-      userId: `u-${randomUUID()}`,
-      channel: Channel.IN_APP,
-      content: { title: 'history' },
+      userId,
+      channel: Channel.EMAIL,
+      to: `${userId}@example.com`,
+      content: { subject: 'history', body: 'b' },
     });
     deliveredId = sent.id;
     // expect.poll is for tests; a hook waits with vi.waitFor.

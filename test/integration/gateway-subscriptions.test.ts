@@ -82,18 +82,23 @@ function bearerFor(userId: string): string {
   return `Bearer ${issueUserToken({ master: MASTER, tenantId: TENANT, userId })}`;
 }
 
-/** Sends `count` in-app notifications to `userId`, one after another (so in creation order). */
+/** Sends `count` notifications to `userId`, one after another (so in creation order). */
 async function sendSequentially(userId: string, count: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) ids.push(await sendOne(userId, i));
   return ids;
 }
 
+/**
+ * Sends an email, which the log provider delivers: every step of a delivery (FULL_LIFE), where an
+ * in-app notification would go straight from PENDING to DELIVERED.
+ */
 async function sendOne(userId: string, i = 0): Promise<string> {
   const res = await sender.send({
     userId,
-    channel: Channel.IN_APP,
-    content: { title: `hello ${i}`, body: 'b' },
+    channel: Channel.EMAIL,
+    to: `${userId}@example.com`,
+    content: { subject: `hello ${i}`, body: 'b' },
   });
   return res.id;
 }

@@ -346,17 +346,18 @@ describe('MarkInbox', () => {
       'select id, version from notification where id = any($1)',
       [ids],
     );
-    // DELIVERED is version 3; then one version per change.
+    // DELIVERED is version 2 (PENDING -> DELIVERED: in_app has no PROCESSING step); then one
+    // version per change.
     expect(Object.fromEntries(rows.map((r) => [r.id, r.version]))).toEqual({
-      [a]: 5,
-      [b]: 6,
-      [c]: 4,
-      [d]: 5,
+      [a]: 4,
+      [b]: 5,
+      [c]: 3,
+      [d]: 4,
     });
-    expect(await inboxHistory(b, 3)).toEqual([
-      [4, 'READ'],
-      [5, 'UNREAD'],
-      [6, 'ARCHIVED'],
+    expect(await inboxHistory(b, 2)).toEqual([
+      [3, 'READ'],
+      [4, 'UNREAD'],
+      [5, 'ARCHIVED'],
     ]);
   });
 
@@ -372,17 +373,17 @@ describe('MarkInbox', () => {
 
     const again = await mark(user, [a, b], InboxChange.READ);
     expect(outcomes(again)).toEqual(['UNCHANGED', 'CHANGED']);
-    expect(Number(again.results[0]?.notification?.version)).toBe(4);
+    expect(Number(again.results[0]?.notification?.version)).toBe(3);
     for (const action of [InboxChange.READ, InboxChange.SEEN, InboxChange.UNARCHIVED]) {
       expect(outcomes(await mark(user, [a], action)), InboxChange[action]).toEqual(['UNCHANGED']);
     }
-    expect(await inboxHistory(a, 3)).toEqual([[4, 'READ']]);
+    expect(await inboxHistory(a, 2)).toEqual([[3, 'READ']]);
     // The next event the watcher gets is the next real change: nothing came in between.
     await mark(user, [a], InboxChange.ARCHIVED);
     await expect.poll(() => watched.length, WAIT).toBe(2);
     expect(watched.map((w) => [Number(w.event?.version), w.event?.inboxChange])).toEqual([
-      [4, InboxChange.READ],
-      [5, InboxChange.ARCHIVED],
+      [3, InboxChange.READ],
+      [4, InboxChange.ARCHIVED],
     ]);
   });
 
@@ -419,7 +420,7 @@ describe('MarkInbox', () => {
       [[theirs, email.id, scheduled.id]],
     );
     expect(rows[0]?.n).toBe(0);
-    expect(await inboxHistory(theirs, 3)).toEqual([]);
+    expect(await inboxHistory(theirs, 2)).toEqual([]);
   });
 
   it('names every bad field as INVALID_ARGUMENT', async () => {
@@ -508,9 +509,9 @@ describe('MarkAllRead', () => {
 
     const again = await service.inbox.markAllRead({ userId: user });
     expect(Number(again.marked)).toBe(0);
-    expect(await inboxHistory(c, 3)).toEqual([
-      [4, 'SEEN'],
-      [5, 'READ'],
+    expect(await inboxHistory(c, 2)).toEqual([
+      [3, 'SEEN'],
+      [4, 'READ'],
     ]);
   });
 
@@ -641,12 +642,12 @@ describe('live changes', () => {
       w.notification?.archivedAt !== undefined,
     ]);
   const EXPECTED = [
-    [4, 'SEEN', true, true, false, false],
-    [5, 'READ', true, true, true, false],
-    [6, 'UNREAD', true, true, false, false],
-    [7, 'ARCHIVED', true, true, false, true],
-    [8, 'UNARCHIVED', true, true, false, false],
-    [9, 'READ', true, true, true, false],
+    [3, 'SEEN', true, true, false, false],
+    [4, 'READ', true, true, true, false],
+    [5, 'UNREAD', true, true, false, false],
+    [6, 'ARCHIVED', true, true, false, true],
+    [7, 'UNARCHIVED', true, true, false, false],
+    [8, 'READ', true, true, true, false],
   ];
 
   it('streams each change on WatchNotifications in order, with its inbox change and state', async () => {
@@ -666,10 +667,11 @@ describe('live changes', () => {
     await expect.poll(() => feed.length, WAIT).toBe(1 + EXPECTED.length);
     expect(summary(feed.slice(1))).toEqual(EXPECTED);
 
-    // Resuming from DELIVERED replays the same changes from the history, in the same states.
+    // Resuming from DELIVERED (version 2) replays the same changes from the history, in the same
+    // states.
     const resumed = collect((signal) =>
       asOwner.watchNotifications(
-        { target: { case: 'notificationId', value: id }, afterVersion: 3n },
+        { target: { case: 'notificationId', value: id }, afterVersion: 2n },
         { signal },
       ),
     );
@@ -772,8 +774,9 @@ describe('unread count', () => {
     expect(events).toHaveLength(changedReported);
     for (const n of rows) {
       const mine = events.filter((e) => e.id === n.id);
-      expect(mine.map((e) => e.version)).toEqual(mine.map((_, i) => i + 4));
-      expect(Number(n.version)).toBe(3 + mine.length);
+      // Changes start after DELIVERED, version 2.
+      expect(mine.map((e) => e.version)).toEqual(mine.map((_, i) => i + 3));
+      expect(Number(n.version)).toBe(2 + mine.length);
       const reads = mine
         .filter((e) => e.change === 'READ' || e.change === 'UNREAD')
         .map((e) => e.change);

@@ -70,6 +70,58 @@ describe('NotificationStore', () => {
     expect(history.map((e) => e.status)).toEqual(['PENDING', 'PROCESSING', 'DELIVERED']);
   });
 
+  it('stamps published_at in the claim, so the api’s later stamp writes nothing', async () => {
+    const n = draft();
+    await store.insert(n, null);
+    const claim = await store.claim(n.id, 1, 30_000);
+    expect(claim.claimed && claim.notification.publishedAt).toBeInstanceOf(Date);
+    const xmin = async () =>
+      (await db.pool.query<{ xmin: string }>('select xmin from notification where id = $1', [n.id]))
+        .rows[0]?.xmin;
+    const before = await xmin();
+    await store.markPublished([{ id: n.id, generation: 1 }]);
+    expect(await xmin()).toBe(before);
+    // A row nobody claimed yet is stamped by markPublished.
+    const queued = draft();
+    await store.insert(queued, null);
+    await store.markPublished([{ id: queued.id, generation: 1 }]);
+    expect((await store.get('t1', queued.id))?.publishedAt).toBeInstanceOf(Date);
+  });
+
+  it('delivers an inline job in one step: PENDING -> DELIVERED, once', async () => {
+    const n = draft({ channel: 'in_app', to: null });
+    await store.insert(n, null);
+    const [x, y] = await Promise.all([
+      store.deliverInline(n.id, 1, 'in_app'),
+      store.deliverInline(n.id, 1, 'in_app'),
+    ]);
+    expect([x.claimed, y.claimed].filter(Boolean)).toHaveLength(1);
+    const loser = x.claimed ? y : x;
+    expect(loser).toMatchObject({ claimed: false, current: { status: 'DELIVERED' } });
+    const row = await store.get('t1', n.id);
+    expect(row).toMatchObject({
+      status: 'DELIVERED',
+      version: 2,
+      attempt: 1,
+      provider: 'in_app',
+      leaseUntil: null,
+    });
+    expect(row?.deliveredAt).toBeInstanceOf(Date);
+    expect(row?.publishedAt).toBeInstanceOf(Date);
+    const history = await store.history('t1', n.id);
+    expect(history.map((e) => [e.status, e.version, e.provider])).toEqual([
+      ['PENDING', 1, null],
+      ['DELIVERED', 2, 'in_app'],
+    ]);
+    // Not for a newer generation's row, nor twice.
+    const newer = draft({ channel: 'in_app', to: null });
+    await store.insert(newer, null);
+    expect(await store.deliverInline(newer.id, 2, 'in_app')).toMatchObject({
+      claimed: false,
+      current: { status: 'PENDING' },
+    });
+  });
+
   it('lets a job of an older generation claim a waiting row, but not a newer one', async () => {
     const n = draft();
     await store.insert(n, null);

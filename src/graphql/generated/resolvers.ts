@@ -296,7 +296,7 @@ export type NotificationStatus =
   | 'PENDING'
   /** Accepted with a future sendAt, or deferred to the end of the recipient's quiet hours (statusReason says so); released to PENDING when due, or at once by deliverNow, unless the user has opted out meanwhile (then SUPPRESSED). */
   | 'SCHEDULED'
-  /** A worker holds it and is calling the provider. */
+  /** A worker holds it and is calling the provider. Never for IN_APP, which has no provider to call: its worker marks it DELIVERED as it claims it. */
   | 'PROCESSING'
   /** The last attempt failed transiently; another attempt is due at nextAttemptAt. */
   | 'RETRYING'

@@ -179,35 +179,55 @@ export function createNotificationStore(
     batch,
   );
 
-  const claimOne = createBatcher<{ id: string; generation: number; leaseMs: number }, Row | null>(
-    async (items) => {
+  /**
+   * Claims rows for jobs: PENDING | RETRYING | PROCESSING-with-an-expired-lease, of the job's
+   * generation or newer, take a new attempt and `set`'s status. The claim stamps published_at: a
+   * job a worker holds was published (see markPublished).
+   */
+  const claimBatcher = (name: string, set: string) =>
+    createBatcher<
+      { id: string; generation: number; leaseMs: number; provider: string | null },
+      Row | null
+    >(async (items) => {
       const rows = await prepared<Row>(
-        'claim',
+        name,
         `with input as (
-           select * from unnest($1::uuid[], $2::int[], $3::float8[]) as t(id, generation, lease_ms)
-         ),
-         changed as (
-           update notification n set status = 'PROCESSING', attempt = n.attempt + 1,
-             version = n.version + 1, updated_at = now(),
-             lease_until = now() + make_interval(secs => i.lease_ms / 1000)
-           from input i
-           where n.id = i.id and n.generation >= i.generation
-             and (n.status = any($4::text[])
-                  or (n.status = 'PROCESSING' and n.lease_until < now()))
-           returning ${qualified('n')}, null::text as ev_provider, null::text as ev_error
-         ),
-         ${APPEND_EVENTS}
-         select * from changed`,
+             select * from unnest($1::uuid[], $2::int[], $3::float8[], $4::text[])
+               as t(id, generation, lease_ms, provider)
+           ),
+           changed as (
+             update notification n set ${set}, attempt = n.attempt + 1,
+               version = n.version + 1, updated_at = now(),
+               published_at = coalesce(n.published_at, now())
+             from input i
+             where n.id = i.id and n.generation >= i.generation
+               and (n.status = any($5::text[])
+                    or (n.status = 'PROCESSING' and n.lease_until < now()))
+             returning ${qualified('n')}, i.provider as ev_provider, null::text as ev_error
+           ),
+           ${APPEND_EVENTS}
+           select * from changed`,
         [
           items.map((i) => i.id),
           items.map((i) => i.generation),
           items.map((i) => i.leaseMs),
+          items.map((i) => i.provider),
           CLAIMABLE,
         ],
       );
       return matchById(items, rows);
-    },
-    batch,
+    }, batch);
+
+  const claimOne = claimBatcher(
+    'claim',
+    `status = 'PROCESSING', lease_until = now() + make_interval(secs => i.lease_ms / 1000)`,
+  );
+  // Milliseconds in delivered_at, as the inbox's page tokens carry it (migration-20261121-inbox).
+  const DELIVERED_NOW = `date_trunc('milliseconds', now())`;
+  const deliverInlineOne = claimBatcher(
+    'deliver_inline',
+    `status = 'DELIVERED', lease_until = null, next_attempt_at = null, dead_lettered_at = null,
+     delivered_at = ${DELIVERED_NOW}, provider = i.provider`,
   );
 
   const completeOne = createBatcher<{ id: string; attempt: number; o: AttemptOutcome }, Row | null>(
@@ -223,8 +243,7 @@ export function createNotificationStore(
          changed as (
            update notification n set status = i.status, version = n.version + 1,
              updated_at = now(), lease_until = null, next_attempt_at = i.next_attempt_at,
-             -- Milliseconds, as the inbox's page tokens carry it (migration-20261121-inbox).
-             delivered_at = case when i.status = 'DELIVERED' then date_trunc('milliseconds', now())
+             delivered_at = case when i.status = 'DELIVERED' then ${DELIVERED_NOW}
                else n.delivered_at end,
              provider = coalesce(i.provider, n.provider),
              provider_message_id = coalesce(i.provider_message_id, n.provider_message_id),
@@ -263,6 +282,11 @@ export function createNotificationStore(
     );
     return items.map(() => null);
   }, batch);
+
+  async function claimed(id: string, row: Row | null): Promise<ClaimResult> {
+    if (row !== null) return { claimed: true, notification: toNotification(row) };
+    return { claimed: false, current: await getById(id) };
+  }
 
   async function byIdempotencyKey(tenantId: string, key: string | null) {
     if (key === null) return null;
@@ -411,9 +435,11 @@ export function createNotificationStore(
     },
 
     async claim(id, generation, leaseMs): Promise<ClaimResult> {
-      const row = await claimOne({ id, generation, leaseMs });
-      if (row !== null) return { claimed: true, notification: toNotification(row) };
-      return { claimed: false, current: await getById(id) };
+      return claimed(id, await claimOne({ id, generation, leaseMs, provider: null }));
+    },
+
+    async deliverInline(id, generation, provider): Promise<ClaimResult> {
+      return claimed(id, await deliverInlineOne({ id, generation, leaseMs: 0, provider }));
     },
 
     async complete(id, attempt, outcome) {

@@ -1251,7 +1251,8 @@ export declare const PrioritySchema: GenEnum<Priority>;
 /**
  * NotificationStatus is where a notification is in its life cycle.
  *
- * PENDING -> PROCESSING -> DELIVERED; PENDING -> SCHEDULED -> PENDING;
+ * PENDING -> PROCESSING -> DELIVERED (in_app: PENDING -> DELIVERED);
+ * PENDING -> SCHEDULED -> PENDING;
  * PROCESSING -> RETRYING -> PROCESSING; PROCESSING -> FAILED;
  * PENDING | SCHEDULED | RETRYING -> CANCELLED; -> SUPPRESSED.
  *
@@ -1282,7 +1283,8 @@ export enum NotificationStatus {
   SCHEDULED = 2,
 
   /**
-   * A worker holds it and is calling the provider.
+   * A worker holds it and is calling the provider. Never for in_app, which has no provider to
+   * call: its worker marks it DELIVERED as it claims it.
    *
    * @generated from enum value: NOTIFICATION_STATUS_PROCESSING = 3;
    */

@@ -223,7 +223,8 @@ export const NotificationStatusSchema = /*@__PURE__*/
 /**
  * NotificationStatus is where a notification is in its life cycle.
  *
- * PENDING -> PROCESSING -> DELIVERED; PENDING -> SCHEDULED -> PENDING;
+ * PENDING -> PROCESSING -> DELIVERED (in_app: PENDING -> DELIVERED);
+ * PENDING -> SCHEDULED -> PENDING;
  * PROCESSING -> RETRYING -> PROCESSING; PROCESSING -> FAILED;
  * PENDING | SCHEDULED | RETRYING -> CANCELLED; -> SUPPRESSED.
  *
