@@ -2,7 +2,8 @@
  * The generic channel loop: pull jobs from each lane's consumer, claim the notification with a
  * fenced conditional update, deliver through the channel's providers, record the outcome, publish
  * the status event, then ack / nak(delay) / term as decideDelivery says. Higher lanes get free
- * delivery slots first; while every provider's circuit is open nothing is claimed.
+ * delivery slots first; while every provider's circuit is open nothing is claimed. An inline
+ * provider's channel (in_app) has nothing to call: its claim is the delivery (PENDING -> DELIVERED).
  */
 import type { Consumer, ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { decideDelivery, type RetryPolicy } from '../domain/delivery-decision.js';

@@ -1,7 +1,9 @@
 /**
- * Turns many concurrent single-item calls into few multi-row statements. A call that finds a free
- * slot runs at once (no added latency when idle); calls that arrive while `maxConcurrent` batches
- * are running queue up and go together in the next batch, up to `maxSize` items.
+ * Turns many concurrent single-item calls into few multi-row statements. Calls wait for the end of
+ * the current event-loop turn (setImmediate), so those arriving together — one socket read often
+ * carries many requests — share a statement even when a slot is free; calls that arrive while
+ * `maxConcurrent` batches are running queue up and go together in the next batch, up to `maxSize`
+ * items.
  */
 export interface BatcherOptions {
   maxSize: number;
@@ -22,6 +24,7 @@ export function createBatcher<I, O>(
   }
   const queue: Pending[] = [];
   let running = 0;
+  let pumpScheduled = false;
 
   function pump(): void {
     while (running < options.maxConcurrent && queue.length > 0) {
@@ -68,6 +71,11 @@ export function createBatcher<I, O>(
   return (item: I) =>
     new Promise<O>((resolve, reject) => {
       queue.push({ item, resolve, reject });
-      pump();
+      if (pumpScheduled) return;
+      pumpScheduled = true;
+      setImmediate(() => {
+        pumpScheduled = false;
+        pump();
+      });
     });
 }
