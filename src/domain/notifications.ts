@@ -114,8 +114,10 @@ export function createNotifications(deps: NotificationsDeps) {
     if (jobs.length > 0) await store.markPublished(jobs);
   }
 
-  /** Hands notifications to the queue; the published ones are stamped a moment later. */
-  async function dispatch(rows: readonly Notification[]): Promise<void> {
+  /** Hands notifications to the queue; returns the ones that reached it. */
+  async function publish(
+    rows: readonly Notification[],
+  ): Promise<{ id: string; generation: number }[]> {
     const published: { id: string; generation: number }[] = [];
     await Promise.all(
       rows.map(async (n) => {
@@ -130,7 +132,16 @@ export function createNotifications(deps: NotificationsDeps) {
         }
       }),
     );
-    stampLater(published);
+    return published;
+  }
+
+  /**
+   * Publishes and stamps at once (the scheduler's sweeps: their rows are old enough for the next
+   * sweep to take again if left unstamped); failures wait for the sweep.
+   */
+  async function dispatch(rows: readonly Notification[]): Promise<void> {
+    const published = await publish(rows);
+    if (published.length > 0) await store.markPublished(published);
   }
 
   /** Runs background work without making the caller wait; tracked so shutdown can drain it. */
@@ -146,8 +157,9 @@ export function createNotifications(deps: NotificationsDeps) {
     inFlight.add(p);
   }
 
+  /** A new or released row: published without making the caller wait, stamped a moment later. */
   function dispatchInBackground(rows: readonly Notification[]): void {
-    track(dispatch(rows));
+    track(publish(rows).then(stampLater));
   }
 
   async function send(tenantId: string, input: SendInput): Promise<SendResult> {

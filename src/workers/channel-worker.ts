@@ -17,6 +17,7 @@ import {
 } from '../domain/notification.js';
 import { eventOf } from '../domain/notifications.js';
 import type {
+  ClaimResult,
   DeadLetterSink,
   Job,
   Logger,
@@ -140,24 +141,23 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
       return;
     }
 
-    if (providers.inline !== null) {
-      await deliverInline(msg, job, providers.inline, log);
+    const inline = providers.inline;
+    if (inline !== null) {
+      // Nothing to call: the claim is the delivery (PENDING -> DELIVERED).
+      const delivered = await claimOrSettle(msg, job, log, () =>
+        store.deliverInline(job.id, job.generation, inline),
+      );
+      if (delivered === null) return;
+      events.publish(eventOf(delivered, inline, null));
+      crash('after-commit');
+      msg.ack();
       return;
     }
 
-    let claim;
-    try {
-      claim = await store.claim(job.id, job.generation, deps.leaseMs);
-    } catch (err) {
-      logger.warn({ ...log, err: (err as Error).message }, 'claim failed; will retry');
-      msg.nak(infraRetryMs(msg));
-      return;
-    }
-    if (!claim.claimed) {
-      settleLostClaim(msg, job, claim.current, log);
-      return;
-    }
-    const n = claim.notification;
+    const n = await claimOrSettle(msg, job, log, () =>
+      store.claim(job.id, job.generation, deps.leaseMs),
+    );
+    if (n === null) return;
     events.publish(eventOf(n, null, null));
     crash('after-claim');
 
@@ -256,23 +256,27 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
     }
   }
 
-  /** An inline provider's job: claimed straight to DELIVERED, in one statement. */
-  async function deliverInline(msg: JsMsg, job: Job, provider: string, log: object): Promise<void> {
-    let claim;
+  /**
+   * Runs a claim; the claimed row, or null when the job is settled here instead: nak'd for later
+   * when the claim could not run (PostgreSQL down), or as settleLostClaim says when it lost.
+   */
+  async function claimOrSettle(
+    msg: JsMsg,
+    job: Job,
+    log: object,
+    claimJob: () => Promise<ClaimResult>,
+  ): Promise<Notification | null> {
+    let claim: ClaimResult;
     try {
-      claim = await store.deliverInline(job.id, job.generation, provider);
+      claim = await claimJob();
     } catch (err) {
-      logger.warn({ ...log, err: (err as Error).message }, 'delivery failed; will retry');
+      logger.warn({ ...log, err: (err as Error).message }, 'claim failed; will retry');
       msg.nak(infraRetryMs(msg));
-      return;
+      return null;
     }
-    if (!claim.claimed) {
-      settleLostClaim(msg, job, claim.current, log);
-      return;
-    }
-    events.publish(eventOf(claim.notification, provider, null));
-    crash('after-commit');
-    msg.ack();
+    if (claim.claimed) return claim.notification;
+    settleLostClaim(msg, job, claim.current, log);
+    return null;
   }
 
   /** A job that did not win the claim: drop it if it is stale, else let it come back later. */
