@@ -1,5 +1,5 @@
-// The floor under bench/load.ts: the same client (@herald/client over gRPC), connections and
-// concurrency, against a Connect server that answers every Send with a fixed Notification and does
+// The floor under bench/load.ts: the same clients (@herald/client over gRPC, or @grpc/grpc-js
+// with --client grpc-js), connections and concurrency, against a Connect server that answers every Send with a fixed Notification and does
 // nothing else — no authentication, database, queue, worker or watch. Its throughput is the most
 // the RPC layer alone allows on this machine, and its CPU per call is what every Send costs both
 // ends before Herald does any work. `npm run bench:floor -- --help`; bench/README.md has figures.
@@ -17,13 +17,14 @@ import {
   NotificationSchema,
   NotificationService,
   NotificationStatus,
-  createHeraldClient,
 } from '@herald/client';
+import { createSenders } from './senders.js';
 
 const usage = `Usage: npm run bench:floor -- [options]
 
   --concurrency <n>   Sends in flight at once (default 200, as bench/load.ts)
   --connections <n>   clients, each with its own HTTP/2 session (default 4)
+  --client <name>     herald (@herald/client) | grpc-js (@grpc/grpc-js) (default herald)
   --duration <s>      seconds measured (default 15)
   --warmup <s>        seconds of the same load first, not measured (default 3)
 `;
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
     options: {
       concurrency: { type: 'string', default: '200' },
       connections: { type: 'string', default: '4' },
+      client: { type: 'string', default: 'herald' },
       duration: { type: 'string', default: '15' },
       warmup: { type: 'string', default: '3' },
       help: { type: 'boolean', default: false },
@@ -81,6 +83,9 @@ async function main(): Promise<void> {
   const connections = Math.floor(positive('connections', values.connections));
   const duration = positive('duration', values.duration);
   const warmup = Number(values.warmup);
+  const client = values.client;
+  if (client !== 'herald' && client !== 'grpc-js')
+    throw new Error('--client must be herald or grpc-js');
 
   const child = fork(new URL(import.meta.url), ['--serve'], { stdio: 'inherit' });
   const ask = <T>(key: string, send?: string) =>
@@ -95,26 +100,26 @@ async function main(): Promise<void> {
       if (send) child.send(send);
     });
   const port = await ask<number>('port');
-  const clients = Array.from({ length: connections }, () =>
-    createHeraldClient({ baseUrl: `http://127.0.0.1:${port}`, protocol: 'grpc' }),
-  );
+  const senders = createSenders({
+    client,
+    url: `http://127.0.0.1:${port}`,
+    connections,
+    sendTimeout: 10_000,
+  });
 
   let done = 0;
   const run = async (seconds: number) => {
     const end = performance.now() + seconds * 1000;
     await Promise.all(
       Array.from({ length: concurrency }, async (_, i) => {
-        const client = clients[i % connections]!;
+        const send = senders.sends[i % connections]!;
         while (performance.now() < end) {
-          await client.send(
-            {
-              userId: `floor-${i % 8}`,
-              channel: Channel.IN_APP,
-              content: { title: 'Herald load test', body: `Herald load test notification ${done}` },
-              category: 'bench',
-            },
-            { timeoutMs: 10_000 },
-          );
+          await send({
+            userId: `floor-${i % 8}`,
+            channel: Channel.IN_APP,
+            content: { title: 'Herald load test', body: `Herald load test notification ${done}` },
+            category: 'bench',
+          });
           done++;
         }
       }),
@@ -133,6 +138,7 @@ async function main(): Promise<void> {
     const serverMs = cpuMs(await ask<NodeJS.CpuUsage>('cpu', 'cpu')) - cpuMs(server0);
     const result = {
       bench: 'rpc-floor',
+      client,
       concurrency,
       connections,
       durationS: duration,
@@ -146,7 +152,7 @@ async function main(): Promise<void> {
       [
         '',
         `RPC floor: unary Send over gRPC to a server that does nothing else`,
-        `  ${connections} connections, ${concurrency} concurrent, ${duration} s after ${warmup} s of warm-up`,
+        `  client ${client === 'grpc-js' ? '@grpc/grpc-js' : '@herald/client'}, ${connections} connections, ${concurrency} concurrent, ${duration} s after ${warmup} s of warm-up`,
         '',
         `  calls/s                ${result.callsPerSec.toLocaleString('en-US')}`,
         `  client CPU per call    ${result.clientCpuMsPerCall} ms`,
@@ -158,7 +164,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    for (const c of clients) c.close();
+    senders.close();
     child.disconnect();
   }
 }

@@ -3,17 +3,18 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import type { MessageInitShape } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { ConnectError } from '@connectrpc/connect';
 import { Channel, NotificationStatus, createHeraldClient } from '@herald/client';
-import type { HeraldClient, SendRequestSchema } from '@herald/client';
+import type { HeraldClient } from '@herald/client';
 import { z } from 'zod';
+import { createSenders, type Send, type SendRequestInit, type Senders } from './senders.js';
 
 const usage = `Usage: npm run bench -- [options]
 
   --url <url>              api base URL, loopback only (default http://127.0.0.1:8080)
   --concurrency <n>        Sends in flight at once (default 200)
   --connections <n>        clients, each with its own HTTP/2 session (default 4)
+  --client <name>          herald (@herald/client) | grpc-js (@grpc/grpc-js) for the Sends (default herald)
   --duration <s>           how long to send, in seconds (default 60)
   --warmup <s>             load at the same rate first, left out of the figures (default 10)
   --rate <n>               target Sends per second, open loop; 0 = as fast as possible (default 0)
@@ -58,6 +59,7 @@ const configSchema = z.object({
     .refine(isLoopbackUrl, 'must be an http(s) URL on localhost, 127.0.0.0/8 or [::1]'),
   concurrency: count(200, 100_000),
   connections: count(4, 1_000),
+  client: z.enum(['herald', 'grpc-js']).default('herald'),
   duration: z.coerce.number().positive().max(86_400).default(60),
   warmup: z.coerce.number().min(0).max(3_600).default(10),
   rate: z.coerce.number().min(0).max(10_000_000).default(0),
@@ -218,11 +220,6 @@ class DeliveryTracker {
   }
 }
 
-function codeName(err: unknown): string {
-  const name = Code[ConnectError.from(err).code] ?? 'unknown';
-  return name.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
-}
-
 function parseConfig(argv: string[]): BenchConfig | undefined {
   const { values } = parseArgs({
     args: argv,
@@ -230,6 +227,7 @@ function parseConfig(argv: string[]): BenchConfig | undefined {
       url: { type: 'string' },
       concurrency: { type: 'string' },
       connections: { type: 'string' },
+      client: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
       rate: { type: 'string' },
@@ -250,6 +248,7 @@ function parseConfig(argv: string[]): BenchConfig | undefined {
     url: values.url,
     concurrency: values.concurrency,
     connections: values.connections,
+    client: values.client,
     duration: values.duration,
     warmup: values.warmup,
     rate: values.rate,
@@ -266,11 +265,7 @@ function parseConfig(argv: string[]): BenchConfig | undefined {
   return parsed.data;
 }
 
-function sendRequest(
-  config: BenchConfig,
-  userId: string,
-  seq: number,
-): MessageInitShape<typeof SendRequestSchema> {
+function sendRequest(config: BenchConfig, userId: string, seq: number): SendRequestInit {
   const body = `Herald load test notification ${seq}`;
   const content =
     config.channel === 'email'
@@ -299,7 +294,7 @@ interface SendPhaseResult {
 
 async function sendPhase(
   config: BenchConfig,
-  clients: HeraldClient[],
+  senders: Senders,
   userIds: string[],
   tracker: DeliveryTracker,
   stop: AbortSignal,
@@ -324,7 +319,7 @@ async function sendPhase(
     );
   }, 5_000);
 
-  const worker = async (client: HeraldClient) => {
+  const worker = async (send: Send) => {
     for (;;) {
       const seq = nextSeq++;
       let startedAt: number;
@@ -333,13 +328,11 @@ async function sendPhase(
         // slot, so a slow server shows up as latency instead of as fewer, well-behaved samples.
         startedAt = start + seq * intervalMs;
         if (startedAt >= end) return;
+        // No abort signal on this timer (a listener per Send costs the generator CPU): a Ctrl-C
+        // takes effect after at most concurrency / rate seconds, when the slot comes due.
         const wait = startedAt - performance.now();
-        if (wait > 0) {
-          const onTime = await sleep(wait, true, { signal: stop }).catch(() => false);
-          if (!onTime) return;
-        } else if (performance.now() >= end || stop.aborted) {
-          return;
-        }
+        if (wait > 0) await sleep(wait);
+        if (stop.aborted || (wait <= 0 && performance.now() >= end)) return;
       } else {
         startedAt = performance.now();
         if (startedAt >= end || stop.aborted) return;
@@ -349,15 +342,13 @@ async function sendPhase(
       issued++;
       inFlight++;
       try {
-        const res = await client.send(sendRequest(config, userId, seq), {
-          timeoutMs: config.sendTimeout,
-        });
+        const res = await send(sendRequest(config, userId, seq));
         const acceptedAt = performance.now();
         accepted++;
         acceptLatency.record(acceptedAt - startedAt);
         tracker.accepted(res.id, startedAt, acceptedAt);
       } catch (err) {
-        const code = codeName(err);
+        const code = senders.codeName(err);
         errors[code] = (errors[code] ?? 0) + 1;
       } finally {
         inFlight--;
@@ -368,7 +359,7 @@ async function sendPhase(
   try {
     await Promise.all(
       Array.from({ length: config.concurrency }, (_, i) =>
-        worker(clients[i % clients.length] as HeraldClient),
+        worker(senders.sends[i % senders.sends.length] as Send),
       ),
     );
   } finally {
@@ -394,7 +385,7 @@ async function sendPhase(
  */
 async function warmUp(
   config: BenchConfig,
-  clients: HeraldClient[],
+  senders: Senders,
   userIds: string[],
   tracker: DeliveryTracker,
   watchProblems: string[],
@@ -415,10 +406,8 @@ async function warmUp(
       }
       const batch = await Promise.all(
         [...waiting].map(async (userId, i) => {
-          const client = clients[i % clients.length] as HeraldClient;
-          const res = await client.send(sendRequest(config, userId, -1), {
-            timeoutMs: config.sendTimeout,
-          });
+          const send = senders.sends[i % senders.sends.length] as Send;
+          const res = await send(sendRequest(config, userId, -1));
           if (res.status !== NotificationStatus.PENDING) {
             // Quiet hours (22:00-08:00 by default) or preferences would hold the run's traffic.
             throw new Error(
@@ -498,12 +487,13 @@ async function main(): Promise<number> {
 
   const runId = Date.now().toString(36);
   const userIds = Array.from({ length: config.users }, (_, i) => `bench-${runId}-${i}`);
-  const clientOptions = { baseUrl: config.url, protocol: 'grpc' as const, apiKey: config.apiKey };
-  const sendClients = Array.from({ length: config.connections }, () =>
-    createHeraldClient(clientOptions),
-  );
+  const senders = createSenders(config);
   // Watches get a session of their own so the send traffic cannot delay what they observe.
-  const watchClient = createHeraldClient(clientOptions);
+  const watchClient = createHeraldClient({
+    baseUrl: config.url,
+    protocol: 'grpc',
+    apiKey: config.apiKey,
+  });
   const tracker = new DeliveryTracker();
   const watchStop = new AbortController();
   const watchSignal = AbortSignal.any([watchStop.signal, stop]);
@@ -515,7 +505,7 @@ async function main(): Promise<number> {
   );
 
   try {
-    await warmUp(config, sendClients, userIds, tracker, watchProblems, stop);
+    await warmUp(config, senders, userIds, tracker, watchProblems, stop);
 
     if (config.warmup > 0) {
       // The same load first, so JIT compilation, pool growth and caches are done before
@@ -523,14 +513,14 @@ async function main(): Promise<number> {
       process.stderr.write(`Warming up for ${config.warmup} s (not measured)\n`);
       const warm = new DeliveryTracker();
       tracker.forwardTo(warm);
-      await sendPhase({ ...config, duration: config.warmup }, sendClients, userIds, warm, stop);
+      await sendPhase({ ...config, duration: config.warmup }, senders, userIds, warm, stop);
       await warm.until(() => warm.pending.size === 0, config.drainTimeout * 1000, stop);
       tracker.forwardTo(undefined);
     }
     process.stderr.write(
       `Sending for ${config.duration} s to ${config.url} (Ctrl-C stops early)\n`,
     );
-    const sent = await sendPhase(config, sendClients, userIds, tracker, stop);
+    const sent = await sendPhase(config, senders, userIds, tracker, stop);
 
     const drainStart = performance.now();
     await tracker.until(() => tracker.pending.size === 0, config.drainTimeout * 1000, stop);
@@ -542,6 +532,7 @@ async function main(): Promise<number> {
       at: new Date().toISOString(),
       url: config.url,
       protocol: 'grpc',
+      client: config.client,
       connections: config.connections,
       concurrency: config.concurrency,
       durationS: config.duration,
@@ -577,7 +568,7 @@ async function main(): Promise<number> {
         .join(', ') || 'none';
     const lines = [
       '',
-      `Herald load test: gRPC to ${config.url}${interrupted ? ' (interrupted)' : ''}`,
+      `Herald load test: gRPC (${config.client === 'grpc-js' ? '@grpc/grpc-js' : '@herald/client'}) to ${config.url}${interrupted ? ' (interrupted)' : ''}`,
       `  ${config.connections} connections, ${config.concurrency} concurrent, ` +
         `${config.rate > 0 ? `${num(config.rate)} sends/s open loop` : 'as fast as possible'}, ` +
         `${config.duration} s after ${config.warmup} s of warm-up, channel ${config.channel}, ` +
@@ -603,7 +594,8 @@ async function main(): Promise<number> {
   } finally {
     watchStop.abort();
     await Promise.all(watches);
-    for (const client of [...sendClients, watchClient]) client.close();
+    senders.close();
+    watchClient.close();
     process.off('SIGINT', onSigint);
   }
 }

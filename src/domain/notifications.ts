@@ -25,7 +25,7 @@ import { decodePageToken, pageOf } from './page-token.js';
 import type { Job, JobQueue, Logger, NotificationStore, StatusEvents } from './ports.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limit-policy.js';
 import { admit, decide, type Admission, type Preferences } from './preferences.js';
-import { addressFor, type Recipient, type RecipientStore } from './recipients.js';
+import { addressFor, needsAddress, type Recipient, type RecipientStore } from './recipients.js';
 import type { StatusEvent } from './status-event.js';
 import type { TemplateRenderer } from './templates.js';
 import { countStats, type StatsInput } from './stats.js';
@@ -201,9 +201,9 @@ export function createNotifications(deps: NotificationsDeps) {
     // Preferences and quiet hours set the initial state before any quota is taken: a suppressed
     // Send costs none, and needs no address (the user opted out, whether reachable or not).
     const admission = await admitSend(tenantId, cmd, at);
-    // No direct address: the recipient's (FailedPrecondition when it has none), resolved before
-    // any quota is taken.
-    if (cmd.to === null && admission.status !== 'SUPPRESSED') {
+    // No direct address on a channel that needs one: the recipient's (FailedPrecondition when it
+    // has none), resolved before any quota is taken. in_app and webhook Sends never read it.
+    if (cmd.to === null && admission.status !== 'SUPPRESSED' && needsAddress(cmd.channel)) {
       cmd.to = addressFor(await recipient(), cmd.userId, cmd.channel);
     }
     const ticket =

@@ -101,6 +101,11 @@ const ADDRESS_FIELD: Partial<Record<Channel, { field: 'email' | 'phone' | 'push'
     push: { field: 'push', name: 'push token' },
   };
 
+/** Whether Sends on `channel` need an address (in_app needs none; webhook's is the provider's). */
+export function needsAddress(channel: Channel): boolean {
+  return ADDRESS_FIELD[channel] !== undefined;
+}
+
 /**
  * The address a Send without `to` goes to: the recipient's email, phone, or latest push token.
  * Null for channels that need none (in_app) or that take theirs from the provider (webhook);
