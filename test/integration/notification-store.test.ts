@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/logger.js';
 import type { NotificationStore } from '../../src/domain/ports.js';
 import { createNotificationStore } from '../../src/infra/postgres/notification-store.js';
+import { openDatabase } from '../../src/infra/postgres/orm.js';
 import { draftNotification } from '../support/fixtures.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
@@ -19,6 +22,40 @@ afterAll(async () => {
 const draft = draftNotification;
 
 describe('NotificationStore', () => {
+  it('plans a claim for the table as it is, not as it was when the claim was prepared', async () => {
+    // One connection: every statement below runs where herald_claim was prepared.
+    const own = await openDatabase(
+      { url: db.url, poolSize: 1 },
+      createLogger({ level: 'silent', role: 'test' }),
+    );
+    try {
+      const small = createNotificationStore(own.pool);
+      // Prepared and run while the table is small, more often than the five custom plans
+      // PostgreSQL makes before it would cache a generic one.
+      for (let i = 0; i < 8; i++) await small.claim(randomUUID(), 1, 30_000);
+      const n = draft();
+      await small.insert(n, null);
+      // The table grows well past one page; nothing analyzes it (autovacuum may be off).
+      await own.pool.query(
+        `insert into notification (id, tenant_id, user_id, channel, priority, content, status,
+           created_at, updated_at)
+         select gen_random_uuid(), tenant_id, user_id, channel, priority, content, 'DELIVERED',
+           created_at, updated_at
+         from notification, generate_series(1, 20000) where id = $1`,
+        [n.id],
+      );
+      const { rows } = await own.pool.query<{ 'QUERY PLAN': unknown }>(
+        `explain (format json) execute herald_claim('{${n.id}}'::uuid[], '{1}'::int[],
+           '{30000}'::float8[], '{null}'::text[], '{PENDING,RETRYING}'::text[])`,
+      );
+      const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
+      expect(plan).toContain('"Relation Name":"notification"');
+      expect(plan).not.toContain('"Node Type":"Seq Scan"');
+    } finally {
+      await own.close();
+    }
+  });
+
   it('stores each of many concurrent inserts with its first history event', async () => {
     const drafts = Array.from({ length: 120 }, () => draft());
     const results = await Promise.all(drafts.map((d) => store.insert(d, null)));

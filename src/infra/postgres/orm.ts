@@ -40,6 +40,16 @@ export const MIGRATIONS = [
   Migration20261121Templates,
 ];
 
+/**
+ * Set on every connection Herald opens. The hot statements are prepared once per connection and
+ * join parameter arrays to tables that start empty and grow (notification, recipient, ...). A
+ * generic plan made while a table was small — a sequential scan — would otherwise stay cached on
+ * the connection until the next ANALYZE: with autovacuum off, or before the first autoanalyze,
+ * every claim would scan the whole table. Custom plans are made with the table's current size;
+ * planning is per statement, and statements are batched, so it costs little.
+ */
+export const SESSION_OPTIONS = '-c plan_cache_mode=force_custom_plan';
+
 export interface Database {
   orm: MikroORM;
   pool: pg.Pool;
@@ -61,7 +71,7 @@ export async function openDatabase(options: PostgresOptions, logger: Logger): Pr
     },
     pool: { min: 0, max: options.poolSize },
     // A down database fails requests within seconds (Unavailable) instead of queueing forever.
-    driverOptions: { connectionTimeoutMillis: 5_000 },
+    driverOptions: { connectionTimeoutMillis: 5_000, options: SESSION_OPTIONS },
     debug: false,
     // Databases are created only by `herald migrate` (and `herald all` in development).
     ensureDatabase: false,
