@@ -1,8 +1,9 @@
 // The floor under bench/load.ts: the same clients (@herald/client over gRPC, or @grpc/grpc-js
-// with --client grpc-js), connections and concurrency, against a Connect server that answers every Send with a fixed Notification and does
-// nothing else — no authentication, database, queue, worker or watch. Its throughput is the most
-// the RPC layer alone allows on this machine, and its CPU per call is what every Send costs both
-// ends before Herald does any work. `npm run bench:floor -- --help`; bench/README.md has figures.
+// with --client grpc-js), connections and concurrency, against a Connect server that answers
+// every Send with a fixed Notification and does nothing else — no authentication, database,
+// queue, worker or watch. Its throughput is the most the RPC layer alone allows on this machine,
+// and its CPU per call is what every Send costs both ends before Herald does any work.
+// `npm run bench:floor -- --help`; bench/README.md has figures.
 import { fork } from 'node:child_process';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';

@@ -5,10 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNotifications, type Notifications } from '../../src/domain/notifications.js';
-import type { SendInput } from '../../src/domain/validation.js';
 import type { RecipientStore } from '../../src/domain/recipients.js';
 import { createNotificationStore } from '../../src/infra/postgres/notification-store.js';
 import { createRecipientStore } from '../../src/infra/postgres/recipient-store.js';
+import { sendInput } from '../support/fixtures.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
@@ -50,30 +50,30 @@ afterAll(async () => {
   await db.drop();
 });
 
-const send = (userId: string, channel: string): SendInput => ({
-  userId,
-  channel,
-  content: { subject: 'Hello', title: 'Hello', body: 'Hello there' },
-  to: '',
-  idempotencyKey: '',
-  priority: '',
-  category: '',
-  sendAt: null,
-  metadata: {},
-  correlationId: '',
-});
+const send = (userId: string, channel: string) =>
+  sendInput({
+    userId,
+    channel,
+    content: { subject: 'Hello', title: 'Hello', body: 'Hello there' },
+  });
+
+/** A recipient with an email address, and nothing else. */
+async function recipientWithEmail(): Promise<string> {
+  const userId = `u-${randomUUID()}`;
+  await recipients.upsert('t1', {
+    userId,
+    email: 'someone@example.com',
+    phone: null,
+    timeZone: null,
+    locale: null,
+    data: {},
+  });
+  return userId;
+}
 
 describe('Send reads the recipient only for an address', () => {
   it.each(['in_app', 'webhook'])('%s: no recipient read, no address stored', async (channel) => {
-    const user = `u-${randomUUID()}`;
-    await recipients.upsert('t1', {
-      userId: user,
-      email: 'someone@example.com',
-      phone: null,
-      timeZone: null,
-      locale: null,
-      data: {},
-    });
+    const user = await recipientWithEmail();
     const { notification } = await notifications.send('t1', send(user, channel));
     expect(notification.status).toBe('PENDING');
     expect(notification.to).toBeNull();
@@ -81,15 +81,7 @@ describe('Send reads the recipient only for an address', () => {
   });
 
   it('email without `to`: the recipient is read once and its address used', async () => {
-    const user = `u-${randomUUID()}`;
-    await recipients.upsert('t1', {
-      userId: user,
-      email: 'someone@example.com',
-      phone: null,
-      timeZone: null,
-      locale: null,
-      data: {},
-    });
+    const user = await recipientWithEmail();
     const { notification } = await notifications.send('t1', send(user, 'email'));
     expect(notification.to).toBe('someone@example.com');
     expect(reads.filter((u) => u === user)).toHaveLength(1);

@@ -1,6 +1,7 @@
-/** Domain objects for tests that write to the store directly. */
+/** Domain objects and requests for tests that call the domain or write to the store directly. */
 import { uuidv7 } from '../../src/domain/ids.js';
 import type { Notification } from '../../src/domain/notification.js';
+import type { SendInput } from '../../src/domain/validation.js';
 
 /** A new PENDING email notification of tenant `t1`, user `u1`, created now; override any field. */
 export function draftNotification(overrides: Partial<Notification> = {}): Notification {
@@ -38,6 +39,23 @@ export function draftNotification(overrides: Partial<Notification> = {}): Notifi
     seenAt: null,
     readAt: null,
     archivedAt: null,
+    ...overrides,
+  };
+}
+
+/** A valid email Send request as the api hands it to the domain; `overrides` replace fields. */
+export function sendInput(overrides: Partial<SendInput> = {}): SendInput {
+  return {
+    userId: 'user-42',
+    channel: 'email',
+    content: { subject: 'Your order shipped', body: 'It arrives on Tuesday.' },
+    to: '',
+    idempotencyKey: '',
+    priority: '',
+    category: '',
+    sendAt: null,
+    metadata: {},
+    correlationId: '',
     ...overrides,
   };
 }

@@ -1,25 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError, type FieldViolation } from '../../src/domain/errors.js';
 import { LIMITS, validateSend, type SendInput } from '../../src/domain/validation.js';
+import { sendInput } from '../support/fixtures.js';
 
 const NOW = new Date('2030-06-01T12:00:00.000Z');
 const DAY = 24 * 3600 * 1000;
 
-function input(overrides: Partial<SendInput> = {}): SendInput {
-  return {
-    userId: 'user-42',
-    channel: 'email',
-    content: { subject: 'Your order shipped', body: 'It arrives on Tuesday.' },
-    to: '',
-    idempotencyKey: '',
-    priority: '',
-    category: '',
-    sendAt: null,
-    metadata: {},
-    correlationId: '',
-    ...overrides,
-  };
-}
+const input = sendInput;
 
 /** The error validateSend throws for `overrides`; fails the test if it throws none or another. */
 function validationError(overrides: Partial<SendInput>): ValidationError {

@@ -117,7 +117,10 @@ export function createNotificationStore(
   const batch = { maxSize: options.batchSize ?? 200, maxConcurrent: options.concurrency ?? 1 };
   const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[]) =>
     (await pool.query<R>(text, values)).rows;
-  /** A fixed statement run often: prepared once per connection, so PostgreSQL plans it once. */
+  /**
+   * A fixed statement run often: prepared once per connection, so PostgreSQL parses it once (and
+   * plans each execution for the table's current size: SESSION_OPTIONS in orm.ts).
+   */
   const prepared = async <R extends pg.QueryResultRow>(
     name: string,
     text: string,

@@ -46,9 +46,9 @@ export const MIGRATIONS = [
  * generic plan made while a table was small — a sequential scan — would otherwise stay cached on
  * the connection until the next ANALYZE: with autovacuum off, or before the first autoanalyze,
  * every claim would scan the whole table. Custom plans are made with the table's current size;
- * planning is per statement, and statements are batched, so it costs little.
+ * planning is per statement, and concurrent requests share statements.
  */
-export const SESSION_OPTIONS = '-c plan_cache_mode=force_custom_plan';
+const SESSION_OPTIONS = '-c plan_cache_mode=force_custom_plan';
 
 export interface Database {
   orm: MikroORM;
