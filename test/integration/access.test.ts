@@ -67,13 +67,13 @@ describe('API keys', () => {
   it('refuses every RPC without credentials, but leaves health open', async () => {
     const anonymous = clientWith();
     for (const call of [
-      anonymous.send(email('u1')),
-      anonymous.getNotification({ id: '01890000-0000-7000-8000-000000000000' }),
-      anonymous.listNotifications({}),
-      anonymous.deadLetters.listDeadLetters({}),
-      anonymous.cancelNotification({ id: '01890000-0000-7000-8000-000000000000' }),
+      () => anonymous.send(email('u1')),
+      () => anonymous.getNotification({ id: '01890000-0000-7000-8000-000000000000' }),
+      () => anonymous.listNotifications({}),
+      () => anonymous.deadLetters.listDeadLetters({}),
+      () => anonymous.cancelNotification({ id: '01890000-0000-7000-8000-000000000000' }),
     ]) {
-      const err = await rejection(call);
+      const err = await rejection(call());
       expect(err.code).toBe(Code.Unauthenticated);
       expect(err.rawMessage).toMatch(/missing credentials/);
     }
@@ -226,12 +226,12 @@ describe('user tokens', () => {
 
     // Only reads: no sending, cancelling, dead letters or administration.
     for (const call of [
-      alice.send(email('alice')),
-      alice.cancelNotification({ id: mine.id }),
-      alice.deadLetters.listDeadLetters({}),
-      alice.admin.listApiKeys({}),
+      () => alice.send(email('alice')),
+      () => alice.cancelNotification({ id: mine.id }),
+      () => alice.deadLetters.listDeadLetters({}),
+      () => alice.admin.listApiKeys({}),
     ]) {
-      expect((await rejection(call)).code).toBe(Code.PermissionDenied);
+      expect((await rejection(call())).code).toBe(Code.PermissionDenied);
     }
     // Another tenant's token for a user of the same name sees nothing of tenant a.
     const otherAlice = clientWith(token('alice', 'tenant-b'));

@@ -643,11 +643,11 @@ describe('invalid requests', () => {
     const filter = { errorContains: 'e'.repeat(201) };
 
     for (const call of [
-      deadLetters.listDeadLetters({ filter }),
-      deadLetters.replayDeadLetters({ filter }),
-      deadLetters.purgeDeadLetters({ filter }),
+      () => deadLetters.listDeadLetters({ filter }),
+      () => deadLetters.replayDeadLetters({ filter }),
+      () => deadLetters.purgeDeadLetters({ filter }),
     ]) {
-      expect(await invalid(call)).toEqual({
+      expect(await invalid(call())).toEqual({
         code: Code.InvalidArgument,
         fields: ['filter.error_contains'],
       });
@@ -668,11 +668,11 @@ describe('invalid requests', () => {
     const filter = { deadLetteredAfter: now, deadLetteredBefore: now };
 
     for (const call of [
-      deadLetters.listDeadLetters({ filter }),
-      deadLetters.replayDeadLetters({ filter }),
-      deadLetters.purgeDeadLetters({ filter }),
+      () => deadLetters.listDeadLetters({ filter }),
+      () => deadLetters.replayDeadLetters({ filter }),
+      () => deadLetters.purgeDeadLetters({ filter }),
     ]) {
-      expect(await invalid(call)).toEqual({
+      expect(await invalid(call())).toEqual({
         code: Code.InvalidArgument,
         fields: ['filter.dead_lettered_before'],
       });

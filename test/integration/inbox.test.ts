@@ -471,10 +471,10 @@ describe('MarkInbox', () => {
       expect(violatedFields(foreign)).toEqual(['page_token']);
     }
     for (const call of [
-      service.inbox.getUnreadCount({}),
-      service.inbox.markAllRead({ userId: 'x'.repeat(129) }),
+      () => service.inbox.getUnreadCount({}),
+      () => service.inbox.markAllRead({ userId: 'x'.repeat(129) }),
     ]) {
-      const e = await rejection(call);
+      const e = await rejection(call());
       expect(e.code).toBe(Code.InvalidArgument);
       expect(violatedFields(e)).toEqual(['user_id']);
     }
@@ -560,12 +560,12 @@ describe('access', () => {
     expect(await storedIds(bob, 'read_at is null')).toEqual([bobItem]);
 
     for (const call of [
-      asAlice.inbox.listInbox({ userId: bob }),
-      asAlice.inbox.getUnreadCount({ userId: bob }),
-      asAlice.inbox.markInbox({ userId: bob, ids: [bobItem], action: InboxChange.READ }),
-      asAlice.inbox.markAllRead({ userId: bob }),
+      () => asAlice.inbox.listInbox({ userId: bob }),
+      () => asAlice.inbox.getUnreadCount({ userId: bob }),
+      () => asAlice.inbox.markInbox({ userId: bob, ids: [bobItem], action: InboxChange.READ }),
+      () => asAlice.inbox.markAllRead({ userId: bob }),
     ]) {
-      expect((await rejection(call)).code).toBe(Code.PermissionDenied);
+      expect((await rejection(call())).code).toBe(Code.PermissionDenied);
     }
     // The same token in another tenant finds nothing.
     const elsewhere = asUser(alice, 'tenant-elsewhere');
@@ -597,13 +597,15 @@ describe('access', () => {
     cleanups.add(() => reader.close());
     cleanups.add(() => sender.close());
     expect((await reader.inbox.listInbox({ userId: user })).notifications).toHaveLength(1);
+    // Each call starts when its turn comes: a refusal that arrived before the loop awaited it
+    // would be an unhandled rejection.
     for (const call of [
-      reader.inbox.markInbox({ userId: user, ids: [id], action: InboxChange.READ }),
-      reader.inbox.markAllRead({ userId: user }),
-      sender.inbox.listInbox({ userId: user }),
-      sender.inbox.getUnreadCount({ userId: user }),
+      () => reader.inbox.markInbox({ userId: user, ids: [id], action: InboxChange.READ }),
+      () => reader.inbox.markAllRead({ userId: user }),
+      () => sender.inbox.listInbox({ userId: user }),
+      () => sender.inbox.getUnreadCount({ userId: user }),
     ]) {
-      expect((await rejection(call)).code).toBe(Code.PermissionDenied);
+      expect((await rejection(call())).code).toBe(Code.PermissionDenied);
     }
     expect(
       outcomes(await sender.inbox.markInbox({ userId: user, ids: [id], action: InboxChange.READ })),

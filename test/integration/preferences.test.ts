@@ -435,12 +435,12 @@ describe('PreferenceService', () => {
 
     const other = user();
     for (const call of [
-      mine.preferences.getPreferences({ userId: other }),
-      mine.preferences.updatePreferences({ userId: other, preferences: {} }),
-      mine.preferences.getTenantPreferences({}),
-      mine.preferences.updateTenantPreferences({ preferences: {} }),
+      () => mine.preferences.getPreferences({ userId: other }),
+      () => mine.preferences.updatePreferences({ userId: other, preferences: {} }),
+      () => mine.preferences.getTenantPreferences({}),
+      () => mine.preferences.updateTenantPreferences({ preferences: {} }),
     ]) {
-      expect((await rejection(call)).code).toBe(Code.PermissionDenied);
+      expect((await rejection(call())).code).toBe(Code.PermissionDenied);
     }
     expect((await herald.preferences.getPreferences({ userId: other })).preferences?.rules).toEqual(
       [],
