@@ -21,6 +21,7 @@ import {
   type Subscribe,
 } from '../support/graphql.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { untilClockPastDeliveries } from '../support/postgres.js';
 
 const MASTER = 'gateway-inbox-master-secret-0123456789abcdef';
 const TENANT = 'tenant-gw-inbox';
@@ -242,16 +243,7 @@ describe('the inbox over GraphQL', () => {
     const newer = await inboxItems(user, 3);
     // Released once the database clock is past the millisecond of every delivery so far, so its
     // delivery cannot tie with theirs.
-    await expect
-      .poll(async () => {
-        const { rows } = await t.db.pool.query<{ past: boolean }>(
-          `select clock_timestamp() > max(delivered_at) + interval '1 millisecond' as past
-           from notification where user_id = $1`,
-          [user],
-        );
-        return rows[0]?.past;
-      }, WAIT)
-      .toBe(true);
+    await untilClockPastDeliveries(t.db.pool, user, WAIT);
     await sender.deliverNow({ id: scheduled.id });
     await expect
       .poll(async () => (await inboxPages(me, 'ALL', 10)).flat()[0], WAIT)

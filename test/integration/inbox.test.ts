@@ -31,6 +31,7 @@ import { createTestApiKey } from '../support/access.js';
 import { createCleanups } from '../support/cleanups.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { untilClockPastDeliveries } from '../support/postgres.js';
 
 const MASTER = 'inbox-test-master-secret-0123456789abcdef';
 const TENANT = 'tenant-inbox';
@@ -254,16 +255,7 @@ describe('ListInbox', () => {
 
     // Released once the database clock is past the millisecond of every delivery so far, so its
     // delivery cannot tie with theirs (ties go to the greater id, which is theirs).
-    await expect
-      .poll(async () => {
-        const { rows } = await t.db.pool.query<{ past: boolean }>(
-          `select clock_timestamp() > max(delivered_at) + interval '1 millisecond' as past
-           from notification where user_id = $1`,
-          [user],
-        );
-        return rows[0]?.past;
-      }, WAIT)
-      .toBe(true);
+    await untilClockPastDeliveries(t.db.pool, user, WAIT);
     // It arrives last, so it is listed first.
     await service.deliverNow({ id: scheduled.id });
     await delivered([scheduled.id]);

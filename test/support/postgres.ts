@@ -3,6 +3,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { expect } from 'vitest';
 
 /** The server tests use; `HERALD_TEST_POSTGRES_URL` overrides. */
 export const POSTGRES_URL =
@@ -70,4 +71,25 @@ export function countingPool(pool: pg.Pool): { pool: pg.Pool; statements: { coun
     },
   });
   return { pool: counting, statements };
+}
+
+/**
+ * Resolves once the database clock is past the millisecond of every delivery of `userId` so far,
+ * so that a delivery made next cannot tie with theirs on `delivered_at`.
+ */
+export async function untilClockPastDeliveries(
+  pool: pg.Pool,
+  userId: string,
+  wait: { timeout: number; interval: number },
+): Promise<void> {
+  await expect
+    .poll(async () => {
+      const { rows } = await pool.query<{ past: boolean }>(
+        `select clock_timestamp() > max(delivered_at) + interval '1 millisecond' as past
+         from notification where user_id = $1`,
+        [userId],
+      );
+      return rows[0]?.past;
+    }, wait)
+    .toBe(true);
 }
