@@ -64,6 +64,13 @@ describe('uuidv7', () => {
     expect(b.slice(9)).toEqual([0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf]);
   });
 
+  it('draws fresh random bytes for every id when more are made than one refill of the pool holds', () => {
+    const start = later();
+    const tails = Array.from({ length: 1_000 }, (_, i) => uuidv7(start + i).slice(-12));
+
+    expect(new Set(tails).size).toBe(tails.length);
+  });
+
   it('seeds the counter with at most 11 random bits when a new millisecond starts', () => {
     const id = uuidv7(later(), ones);
 

@@ -20,6 +20,7 @@ export const DEFAULT_LAYOUT: NatsLayout = Object.freeze({
 });
 
 const SAFE_BYTE = /^[A-Za-z0-9_-]$/;
+const SAFE_TOKEN = /^[A-Za-z0-9_-]+$/;
 const ESCAPED_TOKEN = /^(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+$/;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
@@ -32,6 +33,8 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
  */
 export function escapeToken(s: string): string {
   if (s === '') return '%';
+  // The common case (UUIDs, most user ids) has nothing to escape: one regex test, no copy.
+  if (SAFE_TOKEN.test(s)) return s;
   let out = '';
   for (const ch of s) {
     if (SAFE_BYTE.test(ch)) {
