@@ -214,9 +214,14 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
     };
 
     let ports: Herald['ports'] = null;
-    let developmentKey: string | null = null;
+    const keyStore = createApiKeyStore(db.pool);
+    // Made by whichever process the CLI asks, api or not (with several api processes, the
+    // primary makes it once, before they start).
+    const developmentKey =
+      options.developmentKey === true && config.auth.required
+        ? await ensureDevelopmentKey(keyStore, config.tenant)
+        : null;
     if (roles.includes('api')) {
-      const keyStore = createApiKeyStore(db.pool);
       const authenticator = createAuthenticator({
         keys: keyStore,
         verifyUserToken: (token) => verifyUserToken(token, { master: config.auth.tokenSecret }),
@@ -228,9 +233,6 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
           { tenant: config.tenant },
           'authentication is OFF (HERALD_AUTH=off): every caller is this tenant',
         );
-      }
-      if (options.developmentKey === true && config.auth.required) {
-        developmentKey = await ensureDevelopmentKey(keyStore, config.tenant);
       }
       const server = createApiServer({
         notifications,

@@ -12,13 +12,14 @@
  */
 import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
+import { isClusterApiProcess, reportListening, startApiCluster } from './api-cluster.js';
 import { runMigrations, startGateway, startHerald, type Role } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import type { Logger } from './domain/ports.js';
 import { GRAPHQL_PATH } from './graphql/gateway.js';
 import { CHANNELS, type Channel } from './domain/notification.js';
 import { HeraldError, UnavailableError } from './domain/errors.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Logger as ProcessLogger } from './logger.js';
 
 const USAGE = `usage: herald <command> [options]
 
@@ -93,51 +94,84 @@ async function main(argv: string[]): Promise<number> {
     }
     channels = list as Channel[];
   }
+  const apiProcesses = selected.includes('api') ? config.api.processes : 1;
+  if (apiProcesses > 1 && isClusterApiProcess()) return runClusterApiProcess(config, logger);
   // Listen for signals before starting, so a stop requested during start-up is graceful too.
   const signals = waitForSignals();
   if (command === 'all' && config.env === 'development' && config.database.migrateOnStart) {
     await runMigrations(config, logger);
   }
-  const herald = await startHerald({
-    config,
-    logger,
-    roles: selected,
-    channels,
-    developmentKey: command === 'all' && config.env === 'development',
-    crash: () => process.kill(process.pid, 'SIGKILL'),
-  });
-  if (herald.developmentKey !== null) {
+  // With several api processes, this one runs the other roles and the api processes serve.
+  const inProcess = apiProcesses > 1 ? selected.filter((r) => r !== 'api') : selected;
+  const herald =
+    inProcess.length > 0
+      ? await startHerald({
+          config,
+          logger,
+          roles: inProcess,
+          channels,
+          developmentKey: command === 'all' && config.env === 'development',
+          crash: () => process.kill(process.pid, 'SIGKILL'),
+        })
+      : null;
+  if (herald !== null && herald.developmentKey !== null) {
     console.error(
       `herald ${command}: created API key for development tenant ${config.tenant} (shown once; store it, e.g. export HERALD_API_KEY=…):\n${herald.developmentKey}`,
     );
   }
+  const apis =
+    apiProcesses > 1
+      ? await startApiCluster(apiProcesses, logger).catch(async (err: unknown) => {
+          await herald?.stop();
+          throw err;
+        })
+      : null;
+  const stopRoles = async () => {
+    await apis?.stop();
+    await herald?.stop();
+  };
+  const ports = apis?.ports ?? herald?.ports ?? null;
   const host = `http://${config.api.host}`;
-  // herald all: the GraphQL gateway too, on this process's api.
+  // herald all: the GraphQL gateway too, on this host's api.
   const gateway =
-    command === 'all' && herald.ports
-      ? await startGateway(config, logger, `${host}:${herald.ports.h2cPort}`).catch(
+    command === 'all' && ports
+      ? await startGateway(config, logger, `${host}:${ports.h2cPort}`).catch(
           async (err: unknown) => {
-            await herald.stop();
+            await stopRoles();
             throw err;
           },
         )
       : null;
   console.error(
-    herald.ports
-      ? `herald ${command}: gRPC/Connect (h2c) on ${host}:${herald.ports.h2cPort}, ` +
-          `Connect/gRPC-Web (HTTP/1.1) on ${host}:${herald.ports.httpPort}` +
-          (gateway ? `, GraphQL on ${host}:${gateway.port}${GRAPHQL_PATH}` : '')
-      : `herald ${command}: running; /healthz and /readyz on ${host}:${herald.adminPort}`,
+    ports
+      ? `herald ${command}: gRPC/Connect (h2c) on ${host}:${ports.h2cPort}, ` +
+          `Connect/gRPC-Web (HTTP/1.1) on ${host}:${ports.httpPort}` +
+          (gateway ? `, GraphQL on ${host}:${gateway.port}${GRAPHQL_PATH}` : '') +
+          (apis ? ` (${apiProcesses} api processes)` : '')
+      : `herald ${command}: running; /healthz and /readyz on ${host}:${herald?.adminPort}`,
   );
   return stopOnSignal(
     signals,
     async () => {
       await gateway?.stop();
-      await herald.stop();
+      await stopRoles();
     },
     config,
     logger,
   );
+}
+
+/**
+ * One api process of several (HERALD_API_PROCESSES): the api role alone; the primary migrated,
+ * made the development key and prints the addresses. It stops when the primary sends SIGTERM; a
+ * terminal's Ctrl-C reaches the primary too, which then stops it, so SIGINT is left to the primary.
+ */
+async function runClusterApiProcess(config: Config, logger: ProcessLogger): Promise<number> {
+  process.on('SIGINT', () => undefined);
+  const signals = waitForSignals(['SIGTERM']);
+  const herald = await startHerald({ config, logger, roles: ['api'] });
+  if (herald.ports !== null) reportListening(herald.ports);
+  return stopOnSignal(signals, () => herald.stop(), config, logger);
 }
 
 /** Waits for SIGINT/SIGTERM, then stops gracefully within the shutdown deadline; the exit code. */
@@ -178,14 +212,16 @@ async function stopOnSignal(
   }
 }
 
-/** The first and the second SIGINT / SIGTERM received from now on. */
-function waitForSignals(): { first: Promise<string>; second: Promise<string> } {
+/** The first and the second of `names` (SIGINT / SIGTERM) received from now on. */
+function waitForSignals(names: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM']): {
+  first: Promise<string>;
+  second: Promise<string>;
+} {
   const received: ((signal: string) => void)[] = [];
   const first = new Promise<string>((resolve) => received.push(resolve));
   const second = new Promise<string>((resolve) => received.push(resolve));
   const on = (signal: string) => received.shift()?.(signal);
-  process.on('SIGINT', on);
-  process.on('SIGTERM', on);
+  for (const name of names) process.on(name, on);
   return { first, second };
 }
 

@@ -52,6 +52,8 @@ const schema = z.object({
   HERALD_API_HOST: z.string().min(1).default('127.0.0.1'),
   HERALD_API_H2C_PORT: int(8080),
   HERALD_API_HTTP_PORT: int(8081),
+  /** api processes sharing the api's ports (`herald api` and `herald all`); 1 runs it in-process. */
+  HERALD_API_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
   HERALD_ADMIN_PORT: int(8082),
   HERALD_GATEWAY_PORT: int(8083),
   /** The api the gateway calls; default the local api's h2c port. */
@@ -174,6 +176,8 @@ export interface Config {
     headersTimeoutMs: number;
     requestTimeoutMs: number;
     h2cIdleTimeoutMs: number;
+    /** api processes sharing the ports (node:cluster); 1: the api runs in the process itself. */
+    processes: number;
   };
   adminPort: number;
   gateway: {
@@ -292,6 +296,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       headersTimeoutMs: e.HERALD_HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HERALD_HTTP_REQUEST_TIMEOUT_MS,
       h2cIdleTimeoutMs: e.HERALD_H2C_IDLE_TIMEOUT_MS,
+      processes: e.HERALD_API_PROCESSES,
     },
     adminPort: e.HERALD_ADMIN_PORT,
     gateway: {

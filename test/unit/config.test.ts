@@ -25,6 +25,14 @@ describe('loadConfig', () => {
     ).toThrow(/HERALD_HTTP_HEADERS_TIMEOUT_MS: must not exceed HERALD_HTTP_REQUEST_TIMEOUT_MS/);
   });
 
+  it('reads the api process count: 1 unless set, 1 to 64', () => {
+    expect(loadConfig({}).api.processes).toBe(1);
+    expect(loadConfig({ HERALD_API_PROCESSES: '2' }).api.processes).toBe(2);
+    for (const bad of ['0', '65', '1.5', 'two']) {
+      expect(() => loadConfig({ HERALD_API_PROCESSES: bad })).toThrow(/HERALD_API_PROCESSES/);
+    }
+  });
+
   it('reads the default quiet hours: 22:00–08:00 unless set, off, or another window', () => {
     expect(loadConfig({}).defaultQuietHours).toEqual({
       enabled: true,

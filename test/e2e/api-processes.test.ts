@@ -1,0 +1,171 @@
+/**
+ * Several api processes on one host (HERALD_API_PROCESSES): the CLI forks them, they share the
+ * api's ports (each client connection goes to one of them, in turn), what they accept is
+ * delivered, one that dies is replaced, and SIGTERM to the CLI process stops them all.
+ */
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { Channel, createHeraldClient, type HeraldClient } from '@herald/client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createCleanups } from '../support/cleanups.js';
+import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { killAll, spawnHerald, spawnHeraldAll } from '../support/processes.js';
+
+const cleanups = createCleanups();
+afterEach(async () => {
+  await killAll();
+  await cleanups.runAll();
+});
+
+/** Pids of the live processes whose parent is `ppid` (from /proc/<pid>/stat). */
+function childrenOf(ppid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid ...; comm may hold spaces and parentheses.
+    const [state, parent] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(parent) === ppid && state !== 'Z') pids.push(Number(entry));
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+/** Established server-side TCP connections on `port` that process `pid` holds (IPv4 loopback). */
+function connectionsHeldBy(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 10) continue;
+    const localPort = Number.parseInt(cols[1]!.split(':')[1]!, 16);
+    if (localPort === port && cols[3] === '01') inodes.add(cols[9]!);
+  }
+  let held = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m && inodes.has(m[1]!)) held += 1;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return held;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function clients(url: string, n: number): HeraldClient[] {
+  return Array.from({ length: n }, () => {
+    const client = createHeraldClient({ baseUrl: url });
+    cleanups.add(() => client.close());
+    return client;
+  });
+}
+
+async function sendFromEach(all: HeraldClient[], userId: string, perClient: number) {
+  const sent = await Promise.all(
+    all.flatMap((client, i) =>
+      Array.from({ length: perClient }, (_, j) =>
+        client.send({
+          userId,
+          channel: Channel.IN_APP,
+          content: { title: 't', body: `client ${i}, send ${j}` },
+        }),
+      ),
+    ),
+  );
+  return sent.map((n) => n.id);
+}
+
+async function untilDelivered(t: TestHerald, userId: string, count: number): Promise<void> {
+  await expect
+    .poll(
+      async () => {
+        const { rows } = await t.db.pool.query<{ n: string }>(
+          "select count(*) as n from notification where user_id = $1 and status = 'DELIVERED'",
+          [userId],
+        );
+        return Number(rows[0]?.n);
+      },
+      { timeout: 30_000, interval: 200 },
+    )
+    .toBe(count);
+}
+
+describe('HERALD_API_PROCESSES=2', () => {
+  it('herald all spreads client connections over two api processes that deliver what they accept, and stops them on SIGTERM', async () => {
+    const t = await startTestHerald({ roles: [] });
+    cleanups.add(() => t.stop());
+    const { child, url } = await spawnHeraldAll({ ...t.env, HERALD_API_PROCESSES: '2' });
+    expect(child.output()).toMatch(/\(2 api processes\)/);
+    const apis = childrenOf(child.proc.pid!);
+    expect(apis, child.output()).toHaveLength(2);
+
+    const userId = `u-${randomUUID()}`;
+    const ids = await sendFromEach(clients(url, 4), userId, 5);
+
+    // Four HTTP/2 sessions, handed out in turn: each api process holds some of them.
+    const port = Number(new URL(url).port);
+    expect(apis.map((pid) => connectionsHeldBy(pid, port) > 0)).toEqual([true, true]);
+    expect(new Set(ids).size).toBe(20);
+    await untilDelivered(t, userId, 20);
+
+    child.proc.kill('SIGTERM');
+    expect(await child.exited, child.output()).toEqual({ code: 0, signal: null });
+    expect(apis.filter(isRunning)).toEqual([]);
+  });
+
+  it('replaces an api process killed with SIGKILL, and keeps serving', async () => {
+    const t = await startTestHerald({ roles: [] });
+    cleanups.add(() => t.stop());
+    const { child, url } = await spawnHeraldAll({ ...t.env, HERALD_API_PROCESSES: '2' });
+    const [killed, survivor] = childrenOf(child.proc.pid!);
+
+    process.kill(killed!, 'SIGKILL');
+    await child.waitFor(/api process exited; replacing it/);
+    await child.waitFor(/replacement api process listening/);
+    const now = childrenOf(child.proc.pid!);
+    expect(now).toHaveLength(2);
+    expect(now).toContain(survivor);
+    expect(now).not.toContain(killed);
+    // New sessions reach both processes again.
+    const userId = `u-${randomUUID()}`;
+    await sendFromEach(clients(url, 4), userId, 2);
+    const port = Number(new URL(url).port);
+    expect(now.map((pid) => connectionsHeldBy(pid, port) > 0)).toEqual([true, true]);
+    await untilDelivered(t, userId, 8);
+  });
+
+  it('herald api runs the api processes alone and exits 0 on SIGTERM', async () => {
+    const t = await startTestHerald({ roles: ['worker'] });
+    cleanups.add(() => t.stop());
+    const api = spawnHerald(['api'], {
+      ...process.env,
+      ...t.env,
+      HERALD_MIGRATE_ON_START: 'false',
+      HERALD_API_PROCESSES: '2',
+    });
+    const [, port] = await api.waitFor(
+      /\(h2c\) on http:\/\/127\.0\.0\.1:(\d+).*\(2 api processes\)/,
+    );
+    expect(childrenOf(api.proc.pid!)).toHaveLength(2);
+
+    const userId = `u-${randomUUID()}`;
+    await sendFromEach(clients(`http://127.0.0.1:${port}`, 2), userId, 3);
+    await untilDelivered(t, userId, 6);
+
+    api.proc.kill('SIGTERM');
+    expect(await api.exited, api.output()).toEqual({ code: 0, signal: null });
+  });
+});
