@@ -5,6 +5,7 @@
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { Channel, createHeraldClient, type HeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCleanups } from '../support/cleanups.js';
@@ -65,9 +66,9 @@ function isRunning(pid: number): boolean {
   }
 }
 
-function clients(url: string, n: number): HeraldClient[] {
+function clients(url: string, n: number, apiKey?: string): HeraldClient[] {
   return Array.from({ length: n }, () => {
-    const client = createHeraldClient({ baseUrl: url });
+    const client = createHeraldClient({ baseUrl: url, apiKey });
     cleanups.add(() => client.close());
     return client;
   });
@@ -168,4 +169,44 @@ describe('HERALD_API_PROCESSES=2', () => {
     api.proc.kill('SIGTERM');
     expect(await api.exited, api.output()).toEqual({ code: 0, signal: null });
   });
+});
+
+describe('the development key of herald all', () => {
+  it.each([1, 2])(
+    'is made once and accepted by every api process when HERALD_API_PROCESSES=%i',
+    async (processes) => {
+      const t = await startTestHerald({ roles: [] });
+      cleanups.add(() => t.stop());
+      const env = {
+        ...t.env,
+        HERALD_ENV: 'development',
+        HERALD_AUTH: 'required',
+        HERALD_API_PROCESSES: String(processes),
+      };
+      const { child, url } = await spawnHeraldAll(env);
+      const [key] = (await child.waitFor(/hk_[a-z0-9]{12}_[A-Za-z0-9_-]{43}/)) as [string];
+
+      // Four sessions, spread over every api process: each accepts the key.
+      const userId = `u-${randomUUID()}`;
+      await sendFromEach(clients(url, 4, key), userId, 2);
+      const servers = processes > 1 ? childrenOf(child.proc.pid!) : [child.proc.pid!];
+      expect(servers).toHaveLength(processes);
+      const port = Number(new URL(url).port);
+      expect(servers.filter((pid) => connectionsHeldBy(pid, port) === 0)).toEqual([]);
+      await untilDelivered(t, userId, 8);
+      const stranger = clients(url, 1)[0]!;
+      const refused = await stranger
+        .send({ userId, channel: Channel.IN_APP, content: { title: 't', body: 'b' } })
+        .catch((err: unknown) => ConnectError.from(err));
+      expect(refused).toMatchObject({ code: Code.Unauthenticated });
+
+      // A second start finds the key and makes none.
+      child.proc.kill('SIGTERM');
+      expect(await child.exited, child.output()).toEqual({ code: 0, signal: null });
+      const again = await spawnHeraldAll(env);
+      expect(again.child.output()).not.toMatch(/hk_/);
+      const { rows } = await t.db.pool.query<{ n: string }>('select count(*) as n from api_key');
+      expect(Number(rows[0]?.n)).toBe(1);
+    },
+  );
 });
