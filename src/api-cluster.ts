@@ -30,9 +30,15 @@ function isListeningMessage(m: unknown): m is ListeningMessage {
   return typeof m === 'object' && m !== null && (m as ListeningMessage).herald === 'api-listening';
 }
 
-/** True in a process startApiCluster forked: it runs the api alone and reports its ports. */
+/** Set in the environment of the processes startApiCluster forks (and nowhere else). */
+const MARK = 'HERALD_CLUSTER_API_PROCESS';
+
+/**
+ * True in a process startApiCluster forked: it runs the api alone and reports its ports. (Not
+ * in any cluster worker: a process manager may run Herald itself as one.)
+ */
 export function isClusterApiProcess(): boolean {
-  return cluster.isWorker;
+  return cluster.isWorker && process.env[MARK] === '1';
 }
 
 /** In an api process of a cluster: tells the primary the api listens. */
@@ -56,7 +62,7 @@ export async function startApiCluster(count: number, logger: Logger): Promise<Ap
   let restartTimer: NodeJS.Timeout | undefined;
 
   function fork(): Promise<ApiPorts> {
-    const worker = cluster.fork();
+    const worker = cluster.fork({ [MARK]: '1' });
     live.add(worker);
     let listened = false;
     return new Promise<ApiPorts>((resolve, reject) => {
