@@ -148,6 +148,28 @@ describe('HERALD_API_PROCESSES=2', () => {
     await untilDelivered(t, userId, 8);
   });
 
+  it('waits twice as long before each replacement while replacements fail to start', async () => {
+    const t = await startTestHerald({ roles: [] });
+    cleanups.add(() => t.stop());
+    const { child } = await spawnHeraldAll({ ...t.env, HERALD_API_PROCESSES: '2' });
+    // Hide the latest migration: a new api process finds the schema behind and exits 1.
+    const hide =
+      "update mikro_orm_migrations set name = name || '-hidden' where id = (select max(id) from mikro_orm_migrations)";
+    await t.db.pool.query(hide);
+    cleanups.add(() =>
+      t.db.pool.query("update mikro_orm_migrations set name = replace(name, '-hidden', '')"),
+    );
+
+    process.kill(childrenOf(child.proc.pid!)[0]!, 'SIGKILL');
+    await child.waitFor(/"inMs":1000,"msg":"api process exited; replacing it"/);
+    await child.waitFor(/the database schema is behind/);
+    await child.waitFor(/"inMs":2000,"msg":"api process exited; replacing it"/);
+    await child.waitFor(/"inMs":4000,"msg":"api process exited; replacing it"/);
+    await t.db.pool.query("update mikro_orm_migrations set name = replace(name, '-hidden', '')");
+    await child.waitFor(/replacement api process listening/);
+    expect(childrenOf(child.proc.pid!)).toHaveLength(2);
+  });
+
   it('herald api runs the api processes alone and exits 0 on SIGTERM', async () => {
     const t = await startTestHerald({ roles: ['worker'] });
     cleanups.add(() => t.stop());
