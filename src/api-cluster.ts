@@ -3,9 +3,9 @@
  * listens and hands each new connection to the next api process in turn (round robin). Under
  * load the api's one event loop is Herald's bottleneck (the RPC layer alone is about half of a
  * Send's CPU), so a host with spare cores serves more with more api processes
- * (HERALD_API_PROCESSES). Each api process is a whole api
- * role with its own PostgreSQL pool and NATS and Redis connections; what they share (rows, rate
- * limit windows, streams) lives in those services, as between api processes on different hosts.
+ * (HERALD_API_PROCESSES). Each api process is a whole api role with its own PostgreSQL pool and
+ * NATS and Redis connections; what they share (rows, rate limit windows, streams) lives in those
+ * services, as between api processes on different hosts.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from './domain/ports.js';

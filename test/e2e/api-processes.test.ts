@@ -156,16 +156,17 @@ describe('HERALD_API_PROCESSES=2', () => {
     const hide =
       "update mikro_orm_migrations set name = name || '-hidden' where id = (select max(id) from mikro_orm_migrations)";
     await t.db.pool.query(hide);
-    cleanups.add(() =>
-      t.db.pool.query("update mikro_orm_migrations set name = replace(name, '-hidden', '')"),
-    );
+    const restore = "update mikro_orm_migrations set name = replace(name, '-hidden', '')";
+    cleanups.add(async () => {
+      await t.db.pool.query(restore);
+    });
 
     process.kill(childrenOf(child.proc.pid!)[0]!, 'SIGKILL');
     await child.waitFor(/"inMs":1000,"msg":"api process exited; replacing it"/);
     await child.waitFor(/the database schema is behind/);
     await child.waitFor(/"inMs":2000,"msg":"api process exited; replacing it"/);
     await child.waitFor(/"inMs":4000,"msg":"api process exited; replacing it"/);
-    await t.db.pool.query("update mikro_orm_migrations set name = replace(name, '-hidden', '')");
+    await t.db.pool.query(restore);
     await child.waitFor(/replacement api process listening/);
     expect(childrenOf(child.proc.pid!)).toHaveLength(2);
   });
