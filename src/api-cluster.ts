@@ -60,7 +60,8 @@ export async function startApiCluster(count: number, logger: Logger): Promise<Ap
   let started = false;
   let stopping = false;
   let restartDelayMs = RESTART_DELAY_MS.first;
-  let restartTimer: NodeJS.Timeout | undefined;
+  /** Replacements waiting for their delay: one per exited process, all cancelled by stop(). */
+  const restarts = new Set<NodeJS.Timeout>();
 
   function fork(): Promise<ApiPorts> {
     const worker = cluster.fork({ [MARK]: '1' });
@@ -89,14 +90,19 @@ export async function startApiCluster(count: number, logger: Logger): Promise<Ap
           { pid, code, signal, inMs: restartDelayMs },
           'api process exited; replacing it',
         );
-        restartTimer = setTimeout(() => void fork().catch(() => undefined), restartDelayMs);
+        const timer = setTimeout(() => {
+          restarts.delete(timer);
+          fork().catch(() => undefined); // its own exit schedules the next attempt
+        }, restartDelayMs);
+        restarts.add(timer);
       });
     });
   }
 
   async function stop(): Promise<void> {
     stopping = true;
-    clearTimeout(restartTimer);
+    for (const timer of restarts) clearTimeout(timer);
+    restarts.clear();
     await Promise.all(
       [...live].map(
         (worker) =>

@@ -36,8 +36,13 @@ function childrenOf(ppid: number): number[] {
   return pids.sort((a, b) => a - b);
 }
 
-/** Established server-side TCP connections on `port` that process `pid` holds (IPv4 loopback). */
-function connectionsHeldBy(pid: number, port: number): number {
+/**
+ * The processes of `pids` that hold none of the established server-side TCP connections to the
+ * port of `url` (IPv4 loopback; sockets matched by inode between /proc/net/tcp and each process's
+ * file descriptors).
+ */
+function withoutConnections(pids: readonly number[], url: string): number[] {
+  const port = Number(new URL(url).port);
   const inodes = new Set<string>();
   for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
     const cols = line.trim().split(/\s+/);
@@ -45,16 +50,24 @@ function connectionsHeldBy(pid: number, port: number): number {
     const localPort = Number.parseInt(cols[1]!.split(':')[1]!, 16);
     if (localPort === port && cols[3] === '01') inodes.add(cols[9]!);
   }
-  let held = 0;
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m && inodes.has(m[1]!)) held += 1;
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return held;
+  const holds = (pid: number) =>
+    readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        return m !== null && inodes.has(m[1]!);
+      } catch {
+        return false; // closed meanwhile
+      }
+    });
+  return pids.filter((pid) => !holds(pid));
+}
+
+/** A TestHerald's database and NATS layout with `herald all` as a child process on them. */
+async function heraldAllWith(env: Record<string, string>) {
+  const t = await startTestHerald({ roles: [] });
+  cleanups.add(() => t.stop());
+  const { child, url } = await spawnHeraldAll({ ...t.env, ...env });
+  return { t, child, url };
 }
 
 function isRunning(pid: number): boolean {
@@ -106,9 +119,7 @@ async function untilDelivered(t: TestHerald, userId: string, count: number): Pro
 
 describe('HERALD_API_PROCESSES=2', () => {
   it('herald all spreads client connections over two api processes that deliver what they accept, and stops them on SIGTERM', async () => {
-    const t = await startTestHerald({ roles: [] });
-    cleanups.add(() => t.stop());
-    const { child, url } = await spawnHeraldAll({ ...t.env, HERALD_API_PROCESSES: '2' });
+    const { t, child, url } = await heraldAllWith({ HERALD_API_PROCESSES: '2' });
     expect(child.output()).toMatch(/\(2 api processes\)/);
     const apis = childrenOf(child.proc.pid!);
     expect(apis, child.output()).toHaveLength(2);
@@ -117,8 +128,7 @@ describe('HERALD_API_PROCESSES=2', () => {
     const ids = await sendFromEach(clients(url, 4), userId, 5);
 
     // Four HTTP/2 sessions, handed out in turn: each api process holds some of them.
-    const port = Number(new URL(url).port);
-    expect(apis.map((pid) => connectionsHeldBy(pid, port) > 0)).toEqual([true, true]);
+    expect(withoutConnections(apis, url)).toEqual([]);
     expect(new Set(ids).size).toBe(20);
     await untilDelivered(t, userId, 20);
 
@@ -128,9 +138,7 @@ describe('HERALD_API_PROCESSES=2', () => {
   });
 
   it('replaces an api process killed with SIGKILL, and keeps serving', async () => {
-    const t = await startTestHerald({ roles: [] });
-    cleanups.add(() => t.stop());
-    const { child, url } = await spawnHeraldAll({ ...t.env, HERALD_API_PROCESSES: '2' });
+    const { t, child, url } = await heraldAllWith({ HERALD_API_PROCESSES: '2' });
     const [killed, survivor] = childrenOf(child.proc.pid!);
 
     process.kill(killed!, 'SIGKILL');
@@ -143,15 +151,12 @@ describe('HERALD_API_PROCESSES=2', () => {
     // New sessions reach both processes again.
     const userId = `u-${randomUUID()}`;
     await sendFromEach(clients(url, 4), userId, 2);
-    const port = Number(new URL(url).port);
-    expect(now.map((pid) => connectionsHeldBy(pid, port) > 0)).toEqual([true, true]);
+    expect(withoutConnections(now, url)).toEqual([]);
     await untilDelivered(t, userId, 8);
   });
 
   it('waits twice as long before each replacement while replacements fail to start', async () => {
-    const t = await startTestHerald({ roles: [] });
-    cleanups.add(() => t.stop());
-    const { child } = await spawnHeraldAll({ ...t.env, HERALD_API_PROCESSES: '2' });
+    const { t, child } = await heraldAllWith({ HERALD_API_PROCESSES: '2' });
     // Hide the latest migration: a new api process finds the schema behind and exits 1.
     const hide =
       "update mikro_orm_migrations set name = name || '-hidden' where id = (select max(id) from mikro_orm_migrations)";
@@ -171,7 +176,7 @@ describe('HERALD_API_PROCESSES=2', () => {
     expect(childrenOf(child.proc.pid!)).toHaveLength(2);
   });
 
-  it('herald api runs the api processes alone and exits 0 on SIGTERM', async () => {
+  it("herald api runs the api processes alone and exits 0 on a terminal's Ctrl-C", async () => {
     const t = await startTestHerald({ roles: ['worker'] });
     cleanups.add(() => t.stop());
     const api = spawnHerald(['api'], {
@@ -183,14 +188,18 @@ describe('HERALD_API_PROCESSES=2', () => {
     const [, port] = await api.waitFor(
       /\(h2c\) on http:\/\/127\.0\.0\.1:(\d+).*\(2 api processes\)/,
     );
-    expect(childrenOf(api.proc.pid!)).toHaveLength(2);
+    const apis = childrenOf(api.proc.pid!);
+    expect(apis).toHaveLength(2);
 
     const userId = `u-${randomUUID()}`;
     await sendFromEach(clients(`http://127.0.0.1:${port}`, 2), userId, 3);
     await untilDelivered(t, userId, 6);
 
-    api.proc.kill('SIGTERM');
+    // Ctrl-C signals the whole foreground process group: the api processes and the first one.
+    for (const pid of [...apis, api.proc.pid!]) process.kill(pid, 'SIGINT');
     expect(await api.exited, api.output()).toEqual({ code: 0, signal: null });
+    expect(api.output()).not.toMatch(/stopped uncleanly/); // each stopped once, gracefully
+    expect(apis.filter(isRunning)).toEqual([]);
   });
 });
 
@@ -198,15 +207,12 @@ describe('the development key of herald all', () => {
   it.each([1, 2])(
     'is made once and accepted by every api process when HERALD_API_PROCESSES=%i',
     async (processes) => {
-      const t = await startTestHerald({ roles: [] });
-      cleanups.add(() => t.stop());
       const env = {
-        ...t.env,
         HERALD_ENV: 'development',
         HERALD_AUTH: 'required',
         HERALD_API_PROCESSES: String(processes),
       };
-      const { child, url } = await spawnHeraldAll(env);
+      const { t, child, url } = await heraldAllWith(env);
       const [key] = (await child.waitFor(/hk_[a-z0-9]{12}_[A-Za-z0-9_-]{43}/)) as [string];
 
       // Four sessions, spread over every api process: each accepts the key.
@@ -214,8 +220,7 @@ describe('the development key of herald all', () => {
       await sendFromEach(clients(url, 4, key), userId, 2);
       const servers = processes > 1 ? childrenOf(child.proc.pid!) : [child.proc.pid!];
       expect(servers).toHaveLength(processes);
-      const port = Number(new URL(url).port);
-      expect(servers.filter((pid) => connectionsHeldBy(pid, port) === 0)).toEqual([]);
+      expect(withoutConnections(servers, url)).toEqual([]);
       await untilDelivered(t, userId, 8);
       const stranger = clients(url, 1)[0]!;
       const refused = await stranger
@@ -226,7 +231,7 @@ describe('the development key of herald all', () => {
       // A second start finds the key and makes none.
       child.proc.kill('SIGTERM');
       expect(await child.exited, child.output()).toEqual({ code: 0, signal: null });
-      const again = await spawnHeraldAll(env);
+      const again = await spawnHeraldAll({ ...t.env, ...env });
       expect(again.child.output()).not.toMatch(/hk_/);
       const { rows } = await t.db.pool.query<{ n: string }>('select count(*) as n from api_key');
       expect(Number(rows[0]?.n)).toBe(1);
