@@ -9,7 +9,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { Channel, createHeraldClient, type HeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCleanups } from '../support/cleanups.js';
-import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { startTestHerald } from '../support/herald.js';
+import { untilDelivered } from '../support/postgres.js';
 import { killAll, spawnHerald, spawnHeraldAll } from '../support/processes.js';
 
 const cleanups = createCleanups();
@@ -102,20 +103,7 @@ async function sendFromEach(all: HeraldClient[], userId: string, perClient: numb
   return sent.map((n) => n.id);
 }
 
-async function untilDelivered(t: TestHerald, userId: string, count: number): Promise<void> {
-  await expect
-    .poll(
-      async () => {
-        const { rows } = await t.db.pool.query<{ n: string }>(
-          "select count(*) as n from notification where user_id = $1 and status = 'DELIVERED'",
-          [userId],
-        );
-        return Number(rows[0]?.n);
-      },
-      { timeout: 30_000, interval: 200 },
-    )
-    .toBe(count);
-}
+const DELIVERY_WAIT = { timeout: 30_000, interval: 200 };
 
 describe('HERALD_API_PROCESSES=2', () => {
   it('herald all spreads client connections over two api processes that deliver what they accept, and stops them on SIGTERM', async () => {
@@ -130,7 +118,7 @@ describe('HERALD_API_PROCESSES=2', () => {
     // Four HTTP/2 sessions, handed out in turn: each api process holds some of them.
     expect(withoutConnections(apis, url)).toEqual([]);
     expect(new Set(ids).size).toBe(20);
-    await untilDelivered(t, userId, 20);
+    await untilDelivered(t.db.pool, ids, DELIVERY_WAIT);
 
     child.proc.kill('SIGTERM');
     expect(await child.exited, child.output()).toEqual({ code: 0, signal: null });
@@ -150,9 +138,10 @@ describe('HERALD_API_PROCESSES=2', () => {
     expect(now).not.toContain(killed);
     // New sessions reach both processes again.
     const userId = `u-${randomUUID()}`;
-    await sendFromEach(clients(url, 4), userId, 2);
+    const ids = await sendFromEach(clients(url, 4), userId, 2);
     expect(withoutConnections(now, url)).toEqual([]);
-    await untilDelivered(t, userId, 8);
+    expect(ids).toHaveLength(8);
+    await untilDelivered(t.db.pool, ids, DELIVERY_WAIT);
   });
 
   it('waits twice as long before each replacement while replacements fail to start', async () => {
@@ -192,8 +181,9 @@ describe('HERALD_API_PROCESSES=2', () => {
     expect(apis).toHaveLength(2);
 
     const userId = `u-${randomUUID()}`;
-    await sendFromEach(clients(`http://127.0.0.1:${port}`, 2), userId, 3);
-    await untilDelivered(t, userId, 6);
+    const ids = await sendFromEach(clients(`http://127.0.0.1:${port}`, 2), userId, 3);
+    expect(ids).toHaveLength(6);
+    await untilDelivered(t.db.pool, ids, DELIVERY_WAIT);
 
     // Ctrl-C signals the whole foreground process group: the api processes and the first one.
     for (const pid of [...apis, api.proc.pid!]) process.kill(pid, 'SIGINT');
@@ -217,11 +207,12 @@ describe('the development key of herald all', () => {
 
       // Four sessions, spread over every api process: each accepts the key.
       const userId = `u-${randomUUID()}`;
-      await sendFromEach(clients(url, 4, key), userId, 2);
+      const ids = await sendFromEach(clients(url, 4, key), userId, 2);
       const servers = processes > 1 ? childrenOf(child.proc.pid!) : [child.proc.pid!];
       expect(servers).toHaveLength(processes);
       expect(withoutConnections(servers, url)).toEqual([]);
-      await untilDelivered(t, userId, 8);
+      expect(ids).toHaveLength(8);
+      await untilDelivered(t.db.pool, ids, DELIVERY_WAIT);
       const stranger = clients(url, 1)[0]!;
       const refused = await stranger
         .send({ userId, channel: Channel.IN_APP, content: { title: 't', body: 'b' } })

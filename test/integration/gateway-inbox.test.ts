@@ -21,7 +21,7 @@ import {
   type Subscribe,
 } from '../support/graphql.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
-import { untilClockPastDeliveries } from '../support/postgres.js';
+import { untilClockPastDeliveries, untilDelivered } from '../support/postgres.js';
 
 const MASTER = 'gateway-inbox-master-secret-0123456789abcdef';
 const TENANT = 'tenant-gw-inbox';
@@ -99,15 +99,7 @@ async function inboxItems(userId: string, count: number): Promise<string[]> {
       (await sender.send({ userId, channel: Channel.IN_APP, content: { title: `item ${i}` } })).id,
     );
   }
-  await expect
-    .poll(async () => {
-      const { rows } = await t.db.pool.query<{ n: number }>(
-        `select count(*)::int as n from notification where id = any($1) and status = 'DELIVERED'`,
-        [ids],
-      );
-      return rows[0]?.n;
-    }, WAIT)
-    .toBe(ids.length);
+  await untilDelivered(t.db.pool, ids, WAIT);
   return ids;
 }
 

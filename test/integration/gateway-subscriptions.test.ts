@@ -23,6 +23,7 @@ import {
   type SubscriptionOptions,
 } from '../support/graphql.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { untilDelivered } from '../support/postgres.js';
 
 const MASTER = 'gateway-subscriptions-master-secret-0123456789';
 const TENANT = 'tenant-gw';
@@ -104,17 +105,7 @@ async function sendOne(userId: string, i = 0): Promise<string> {
 }
 
 /** Waits until the store has every one of `ids` DELIVERED. */
-async function deliveredInDb(ids: readonly string[]): Promise<void> {
-  await expect
-    .poll(async () => {
-      const { rows } = await t.db.pool.query<{ n: string }>(
-        `select count(*) as n from notification where id = any($1) and status = 'DELIVERED'`,
-        [ids],
-      );
-      return Number(rows[0]?.n);
-    }, WAIT)
-    .toBe(ids.length);
-}
+const deliveredInDb = (ids: readonly string[]) => untilDelivered(t.db.pool, ids, WAIT);
 
 /** The api's open WatchNotifications streams, from its readiness report. */
 async function watchStreams(): Promise<number> {

@@ -31,7 +31,7 @@ import { createTestApiKey } from '../support/access.js';
 import { createCleanups } from '../support/cleanups.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
-import { untilClockPastDeliveries } from '../support/postgres.js';
+import { untilClockPastDeliveries, untilDelivered } from '../support/postgres.js';
 
 const MASTER = 'inbox-test-master-secret-0123456789abcdef';
 const TENANT = 'tenant-inbox';
@@ -77,17 +77,7 @@ function asUser(userId: string, tenantId = TENANT): HeraldClient {
 }
 
 /** Waits until the store has every one of `ids` DELIVERED. */
-async function delivered(ids: readonly string[]): Promise<void> {
-  await expect
-    .poll(async () => {
-      const { rows } = await t.db.pool.query<{ n: number }>(
-        `select count(*)::int as n from notification where id = any($1) and status = 'DELIVERED'`,
-        [ids],
-      );
-      return rows[0]?.n;
-    }, WAIT)
-    .toBe(ids.length);
-}
+const delivered = (ids: readonly string[]) => untilDelivered(t.db.pool, ids, WAIT);
 
 /** Sends `count` in-app notifications to `userId` one after another, and waits for delivery. */
 async function inboxItems(userId: string, count: number): Promise<string[]> {

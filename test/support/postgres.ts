@@ -73,6 +73,23 @@ export function countingPool(pool: pg.Pool): { pool: pg.Pool; statements: { coun
   return { pool: counting, statements };
 }
 
+/** Resolves once the store has every one of `ids` DELIVERED (fails showing how many were). */
+export async function untilDelivered(
+  pool: pg.Pool,
+  ids: readonly string[],
+  wait: { timeout: number; interval?: number },
+): Promise<void> {
+  await expect
+    .poll(async () => {
+      const { rows } = await pool.query<{ n: number }>(
+        `select count(*)::int as n from notification where id = any($1::uuid[]) and status = 'DELIVERED'`,
+        [ids],
+      );
+      return rows[0]?.n;
+    }, wait)
+    .toBe(ids.length);
+}
+
 /**
  * Resolves once the database clock is past the millisecond of every delivery of `userId` so far,
  * so that a delivery made next cannot tie with theirs on `delivered_at`.
