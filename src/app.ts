@@ -255,6 +255,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         headersTimeoutMs: config.api.headersTimeoutMs,
         requestTimeoutMs: config.api.requestTimeoutMs,
         h2cIdleTimeoutMs: config.api.h2cIdleTimeoutMs,
+        grpcUnaryFastPath: config.api.grpcFastPath,
       });
       api = server;
       // Registered before listen so a failed listen still closes what did open.

@@ -67,6 +67,8 @@ const schema = z.object({
   HERALD_HTTP_REQUEST_TIMEOUT_MS: int(30_000, 100),
   /** An h2c session without an open stream for this long is closed (GOAWAY). */
   HERALD_H2C_IDLE_TIMEOUT_MS: int(60_000, 100),
+  /** `on`: plain unary gRPC calls skip Connect's request pipeline (server/grpc-unary.ts); `off`: all through Connect. */
+  HERALD_GRPC_FAST_PATH: z.enum(['on', 'off']).default('on'),
   HERALD_TENANT: z.string().min(1).default('dev'),
   /** `required` (always in production) or `off`: every caller is HERALD_TENANT with all scopes. */
   HERALD_AUTH: z.enum(['required', 'off']).default('required'),
@@ -176,6 +178,8 @@ export interface Config {
     headersTimeoutMs: number;
     requestTimeoutMs: number;
     h2cIdleTimeoutMs: number;
+    /** Plain unary gRPC calls served without Connect's request pipeline. */
+    grpcFastPath: boolean;
     /** api processes sharing the ports (node:cluster); 1: the api runs in the process itself. */
     processes: number;
   };
@@ -296,6 +300,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       headersTimeoutMs: e.HERALD_HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HERALD_HTTP_REQUEST_TIMEOUT_MS,
       h2cIdleTimeoutMs: e.HERALD_H2C_IDLE_TIMEOUT_MS,
+      grpcFastPath: e.HERALD_GRPC_FAST_PATH === 'on',
       processes: e.HERALD_API_PROCESSES,
     },
     adminPort: e.HERALD_ADMIN_PORT,

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { file_google_rpc_error_details } from '@herald/client/gen/google/rpc/error_details_pb';
@@ -41,6 +42,7 @@ import { AdminServiceHandler } from './admin-service.js';
 import { authInterceptor } from './auth.js';
 import { DeadLetterServiceHandler } from './dead-letter-service.js';
 import { errorInterceptor } from './errors.js';
+import { createGrpcUnaryHandler } from './grpc-unary.js';
 import { createHealthService } from './health.js';
 import { InboxServiceHandler } from './inbox-service.js';
 import { NotificationServiceHandler } from './notification-service.js';
@@ -79,6 +81,8 @@ export interface ApiServerDeps {
   requestTimeoutMs: number;
   /** h2c: a session without an open stream for this long is closed. */
   h2cIdleTimeoutMs: number;
+  /** Serve plain unary gRPC calls without Connect's request pipeline (HERALD_GRPC_FAST_PATH). */
+  grpcUnaryFastPath: boolean;
 }
 
 export interface ListenOptions {
@@ -99,14 +103,18 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   const notificationService = new NotificationServiceHandler(deps.notifications, deps.logger);
   const health = createHealthService();
   const shutdown = new AbortController();
+  // Herald's own services, each with its implementation.
+  const services: [DescService, object][] = [
+    [NotificationService, notificationService],
+    [DeadLetterService, new DeadLetterServiceHandler(deps.deadLetters)],
+    [AdminService, new AdminServiceHandler(deps.apiKeys)],
+    [RecipientService, new RecipientServiceHandler(deps.recipients)],
+    [TemplateService, new TemplateServiceHandler(deps.templates)],
+    [PreferenceService, new PreferenceServiceHandler(deps.preferences)],
+    [InboxService, new InboxServiceHandler(deps.inbox)],
+  ];
   const routes = (router: ConnectRouter) => {
-    router.service(NotificationService, notificationService);
-    router.service(DeadLetterService, new DeadLetterServiceHandler(deps.deadLetters));
-    router.service(AdminService, new AdminServiceHandler(deps.apiKeys));
-    router.service(RecipientService, new RecipientServiceHandler(deps.recipients));
-    router.service(TemplateService, new TemplateServiceHandler(deps.templates));
-    router.service(PreferenceService, new PreferenceServiceHandler(deps.preferences));
-    router.service(InboxService, new InboxServiceHandler(deps.inbox));
+    for (const [service, impl] of services) router.service(service, impl);
     health.register(router);
     registerReflection(router, [
       file_herald_v1_notification,
@@ -128,23 +136,41 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   health.setStatus('herald.v1.PreferenceService', 'SERVING');
   health.setStatus('herald.v1.InboxService', 'SERVING');
 
+  // The error mapping wraps everything, authentication included.
+  const interceptors = [
+    errorInterceptor(deps.logger),
+    authInterceptor({
+      authenticator: deps.authenticator,
+      callsPerSecond: deps.callsPerSecond,
+    }),
+  ];
   const handler = connectNodeAdapter({
     routes,
-    // The error mapping wraps everything, authentication included.
-    interceptors: [
-      errorInterceptor(deps.logger),
-      authInterceptor({
-        authenticator: deps.authenticator,
-        callsPerSecond: deps.callsPerSecond,
-      }),
-    ],
+    interceptors,
     readMaxBytes: deps.maxRequestBytes,
     maxTimeoutMs: deps.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
     fallback: createProbeHandler(deps.readiness, () => shutdown.signal.aborted),
   });
+  // Plain unary gRPC calls to Herald's services skip Connect's request pipeline (grpc-unary.ts);
+  // everything else on the h2c port is Connect's.
+  const grpcUnary = !deps.grpcUnaryFastPath
+    ? undefined
+    : createGrpcUnaryHandler({
+        services: services.map(([service, impl]) => ({ service, impl })),
+        interceptors,
+        readMaxBytes: deps.maxRequestBytes,
+        maxTimeoutMs: deps.maxTimeoutMs,
+        shutdownSignal: shutdown.signal,
+      });
 
-  const h2c = http2.createServer(handler);
+  const h2c = http2.createServer(
+    grpcUnary === undefined
+      ? handler
+      : (req, res) => {
+          if (!grpcUnary(req, res)) handler(req, res);
+        },
+  );
   // Both limits bound receiving the request only: once it is in, a response (a Watch) may stream
   // for as long as it likes. No socket inactivity timeout either, for the same reason.
   const h1 = http.createServer(

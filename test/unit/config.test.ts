@@ -33,6 +33,12 @@ describe('loadConfig', () => {
     }
   });
 
+  it('reads the unary gRPC fast path: on unless set to off', () => {
+    expect(loadConfig({}).api.grpcFastPath).toBe(true);
+    expect(loadConfig({ HERALD_GRPC_FAST_PATH: 'off' }).api.grpcFastPath).toBe(false);
+    expect(() => loadConfig({ HERALD_GRPC_FAST_PATH: 'no' })).toThrow(/HERALD_GRPC_FAST_PATH/);
+  });
+
   it('reads the default quiet hours: 22:00–08:00 unless set, off, or another window', () => {
     expect(loadConfig({}).defaultQuietHours).toEqual({
       enabled: true,
