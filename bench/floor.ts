@@ -19,13 +19,14 @@ import {
   NotificationService,
   NotificationStatus,
 } from '@herald/client';
-import { createSenders } from './senders.js';
+import { CLIENTS, clientName, createSenders, type SenderOptions } from './senders.js';
 
 const usage = `Usage: npm run bench:floor -- [options]
 
   --concurrency <n>   Sends in flight at once (default 200, as bench/load.ts)
   --connections <n>   clients, each with its own HTTP/2 session (default 4)
-  --client <name>     herald (@herald/client) | grpc-js (@grpc/grpc-js) (default herald)
+  --client <name>     herald (@herald/client) | grpc-js (@grpc/grpc-js) | h2 (gRPC framing on
+                      node:http2) (default herald)
   --duration <s>      seconds measured (default 15)
   --warmup <s>        seconds of the same load first, not measured (default 3)
 `;
@@ -84,9 +85,8 @@ async function main(): Promise<void> {
   const connections = Math.floor(positive('connections', values.connections));
   const duration = positive('duration', values.duration);
   const warmup = Number(values.warmup);
-  const client = values.client;
-  if (client !== 'herald' && client !== 'grpc-js')
-    throw new Error('--client must be herald or grpc-js');
+  const client = values.client as SenderOptions['client'];
+  if (!CLIENTS.includes(client)) throw new Error(`--client must be one of ${CLIENTS.join(', ')}`);
 
   const child = fork(new URL(import.meta.url), ['--serve'], { stdio: 'inherit' });
   const ask = <T>(key: string, send?: string) =>
@@ -153,7 +153,7 @@ async function main(): Promise<void> {
       [
         '',
         `RPC floor: unary Send over gRPC to a server that does nothing else`,
-        `  client ${client === 'grpc-js' ? '@grpc/grpc-js' : '@herald/client'}, ${connections} connections, ${concurrency} concurrent, ${duration} s after ${warmup} s of warm-up`,
+        `  client ${clientName(client)}, ${connections} connections, ${concurrency} concurrent, ${duration} s after ${warmup} s of warm-up`,
         '',
         `  calls/s                ${result.callsPerSec.toLocaleString('en-US')}`,
         `  client CPU per call    ${result.clientCpuMsPerCall} ms`,

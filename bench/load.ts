@@ -7,14 +7,22 @@ import { ConnectError } from '@connectrpc/connect';
 import { Channel, NotificationStatus, createHeraldClient } from '@herald/client';
 import type { HeraldClient } from '@herald/client';
 import { z } from 'zod';
-import { createSenders, type Send, type SendRequestInit, type Senders } from './senders.js';
+import {
+  CLIENTS,
+  clientName,
+  createSenders,
+  type Send,
+  type SendRequestInit,
+  type Senders,
+} from './senders.js';
 
 const usage = `Usage: npm run bench -- [options]
 
   --url <url>              api base URL, loopback only (default http://127.0.0.1:8080)
   --concurrency <n>        Sends in flight at once (default 200)
   --connections <n>        clients, each with its own HTTP/2 session (default 4)
-  --client <name>          herald (@herald/client) | grpc-js (@grpc/grpc-js) for the Sends (default herald)
+  --client <name>          herald (@herald/client) | grpc-js (@grpc/grpc-js) | h2 (gRPC framing on
+                           node:http2) for the Sends (default herald)
   --duration <s>           how long to send, in seconds (default 60)
   --warmup <s>             load at the same rate first, left out of the figures (default 10)
   --rate <n>               target Sends per second, open loop; 0 = as fast as possible (default 0)
@@ -59,7 +67,7 @@ const configSchema = z.object({
     .refine(isLoopbackUrl, 'must be an http(s) URL on localhost, 127.0.0.0/8 or [::1]'),
   concurrency: count(200, 100_000),
   connections: count(4, 1_000),
-  client: z.enum(['herald', 'grpc-js']).default('herald'),
+  client: z.enum(CLIENTS).default('herald'),
   duration: z.coerce.number().positive().max(86_400).default(60),
   warmup: z.coerce.number().min(0).max(3_600).default(10),
   rate: z.coerce.number().min(0).max(10_000_000).default(0),
@@ -568,7 +576,7 @@ async function main(): Promise<number> {
         .join(', ') || 'none';
     const lines = [
       '',
-      `Herald load test: gRPC (${config.client === 'grpc-js' ? '@grpc/grpc-js' : '@herald/client'}) to ${config.url}${interrupted ? ' (interrupted)' : ''}`,
+      `Herald load test: gRPC (${clientName(config.client)}) to ${config.url}${interrupted ? ' (interrupted)' : ''}`,
       `  ${config.connections} connections, ${config.concurrency} concurrent, ` +
         `${config.rate > 0 ? `${num(config.rate)} sends/s open loop` : 'as fast as possible'}, ` +
         `${config.duration} s after ${config.warmup} s of warm-up, channel ${config.channel}, ` +

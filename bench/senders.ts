@@ -1,12 +1,19 @@
-// How the load generators send: @herald/client (Connect's gRPC client) or a plain @grpc/grpc-js
-// client loading proto/ at run time. Shared by bench/load.ts and bench/floor.ts.
+// How the load generators send: @herald/client (Connect's gRPC client), a plain @grpc/grpc-js
+// client loading proto/ at run time, or gRPC framing written straight onto node:http2 sessions.
+// Shared by bench/load.ts and bench/floor.ts.
+import http2 from 'node:http2';
 import { fileURLToPath } from 'node:url';
-import type { MessageInitShape } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Channel, NotificationStatus, createHeraldClient } from '@herald/client';
-import type { SendRequestSchema } from '@herald/client';
+import {
+  Channel,
+  NotificationStatus,
+  SendRequestSchema,
+  SendResponseSchema,
+  createHeraldClient,
+} from '@herald/client';
 
 export type SendRequestInit = MessageInitShape<typeof SendRequestSchema>;
 
@@ -23,8 +30,10 @@ export interface Senders {
   close(): void;
 }
 
+export const CLIENTS = ['herald', 'grpc-js', 'h2'] as const;
+
 export interface SenderOptions {
-  client: 'herald' | 'grpc-js';
+  client: (typeof CLIENTS)[number];
   url: string;
   connections: number;
   apiKey?: string | undefined;
@@ -32,7 +41,11 @@ export interface SenderOptions {
 }
 
 export const createSenders = (o: SenderOptions): Senders =>
-  o.client === 'grpc-js' ? grpcJsSenders(o) : heraldSenders(o);
+  o.client === 'grpc-js' ? grpcJsSenders(o) : o.client === 'h2' ? h2Senders(o) : heraldSenders(o);
+
+/** What a client option sends with, for reports. */
+export const clientName = (c: SenderOptions['client']) =>
+  c === 'grpc-js' ? '@grpc/grpc-js' : c === 'h2' ? 'gRPC framing on node:http2' : '@herald/client';
 
 /** Sends through @herald/client over gRPC, one client (HTTP/2 session) per connection. */
 function heraldSenders(o: SenderOptions): Senders {
@@ -113,5 +126,80 @@ function grpcJsSenders(o: SenderOptions): Senders {
       return code === undefined ? 'unknown' : (grpc.status[code]?.toLowerCase() ?? 'unknown');
     },
     close: () => clients.forEach((c) => c.close()),
+  };
+}
+
+/** A failed Send of the h2 client: the gRPC status code and message from the trailers. */
+class GrpcStatusError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Sends with gRPC framing written straight onto node:http2 sessions: a 5-byte envelope around the
+ * protobuf-es encoding, the answer's status read from its trailers. The least client CPU per call
+ * of the three (bench/README.md), so the least of a shared machine goes to the load generator;
+ * only Send, and only what a load test needs (no compression, retries or metadata beyond the key).
+ */
+function h2Senders(o: SenderOptions): Senders {
+  const sessions = Array.from({ length: o.connections }, () => {
+    const session = http2.connect(o.url);
+    // A failed session fails the calls on it; the error itself needs no handler of its own.
+    session.on('error', () => undefined);
+    return session;
+  });
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': 'POST',
+    ':path': '/herald.v1.NotificationService/Send',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    'grpc-timeout': `${o.sendTimeout}m`,
+  };
+  if (o.apiKey !== undefined) headers.authorization = `Bearer ${o.apiKey}`;
+  return {
+    sends: sessions.map(
+      (session): Send =>
+        (request) =>
+          new Promise((resolve, reject) => {
+            const bytes = toBinary(SendRequestSchema, create(SendRequestSchema, request));
+            const body = Buffer.allocUnsafe(5 + bytes.length);
+            body[0] = 0;
+            body.writeUInt32BE(bytes.length, 1);
+            body.set(bytes, 5);
+            const stream = session.request(headers);
+            const chunks: Buffer[] = [];
+            let status: string | undefined;
+            let message = '';
+            const read = (h: http2.IncomingHttpHeaders) => {
+              if (typeof h['grpc-status'] === 'string') status = h['grpc-status'];
+              if (typeof h['grpc-message'] === 'string')
+                message = decodeURIComponent(h['grpc-message']);
+            };
+            stream.on('response', read);
+            stream.on('trailers', read);
+            stream.on('data', (c: Buffer) => chunks.push(c));
+            stream.on('error', (err: Error) => reject(new GrpcStatusError(14, err.message)));
+            stream.on('close', () => {
+              if (status !== '0') {
+                reject(new GrpcStatusError(Number(status ?? 14), message || 'no gRPC status'));
+                return;
+              }
+              const data = Buffer.concat(chunks);
+              const res = fromBinary(SendResponseSchema, data.subarray(5));
+              resolve({ id: res.id, status: res.status });
+            });
+            stream.end(body);
+          }),
+    ),
+    codeName(err) {
+      if (!(err instanceof GrpcStatusError)) return 'unknown';
+      const name = Code[err.code] ?? 'unknown';
+      return name.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
+    },
+    close: () => sessions.forEach((s) => s.close()),
   };
 }
