@@ -1,11 +1,10 @@
 /**
  * Several api processes on one host sharing the api's ports, through node:cluster: the primary
  * listens and hands each new connection to the next api process in turn (round robin). Under
- * load the api's one event loop is Herald's bottleneck (the RPC layer alone is about half of a
- * Send's CPU), so a host with spare cores serves more with more api processes
- * (HERALD_API_PROCESSES). Each api process is a whole api role with its own PostgreSQL pool and
- * NATS and Redis connections; what they share (rows, rate limit windows, streams) lives in those
- * services, as between api processes on different hosts.
+ * load the api's one event loop is Herald's bottleneck, so a host with spare cores serves more
+ * with more api processes (HERALD_API_PROCESSES). Each api process is a whole api role with its
+ * own PostgreSQL pool and NATS and Redis connections; what they share (rows, rate limit windows,
+ * streams) lives in those services, as between api processes on different hosts.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from './domain/ports.js';
