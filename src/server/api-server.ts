@@ -162,6 +162,7 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
         readMaxBytes: deps.maxRequestBytes,
         maxTimeoutMs: deps.maxTimeoutMs,
         shutdownSignal: shutdown.signal,
+        logger: deps.logger,
       });
 
   const h2c = http2.createServer(

@@ -14,7 +14,7 @@
  * interceptors in the same order, the same status, message, details and metadata in the trailers
  * (Connect's own gRPC trailer encoding), and the same codes for malformed requests.
  */
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import {
   create,
   fromBinary,
@@ -39,6 +39,7 @@ import {
   parseTimeout,
   setTrailerStatus,
 } from '@connectrpc/connect/protocol-grpc';
+import type { Logger } from '../domain/ports.js';
 
 export interface GrpcUnaryOptions {
   /** The services whose unary methods are served here, each with its implementation. */
@@ -51,6 +52,7 @@ export interface GrpcUnaryOptions {
   maxTimeoutMs: number;
   /** Aborted when the server shuts down. */
   shutdownSignal: AbortSignal;
+  logger: Logger;
 }
 
 type Implementation = (message: unknown, ctx: HandlerContext) => unknown;
@@ -101,7 +103,11 @@ export function createGrpcUnaryHandler(
     if (contentType !== 'application/grpc' && contentType !== contentTypeProto) return false;
     const encoding = req.headers['grpc-encoding'];
     if (encoding !== undefined && encoding !== 'identity') return false;
-    void serve(route, req, res);
+    serve(route, req, res).catch((err: unknown) => {
+      // Writing the answer failed (an invalid header value, say): the client sees the stream reset.
+      o.logger.error({ err, rpc: route.method.name }, 'unary gRPC call could not be answered');
+      if (!res.stream.destroyed) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
     return true;
   };
 
@@ -153,9 +159,10 @@ export function createGrpcUnaryHandler(
           : new ConnectError('internal error', Code.Internal, undefined, undefined, err),
       );
       req.resume();
+    } finally {
+      answered = true;
+      ctx.abort(CALL_ENDED);
     }
-    answered = true;
-    ctx.abort(CALL_ENDED);
     if (res.stream.destroyed || res.stream.closed) return;
     res.writeHead(200, plain(ctx.responseHeader));
     res.addTrailers(plain(ctx.responseTrailer));

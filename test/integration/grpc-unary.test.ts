@@ -19,6 +19,7 @@ import {
   SendRequestSchema,
   SendResponseSchema,
 } from '@herald/client';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGrpcUnaryHandler } from '../../src/server/grpc-unary.js';
 import { createTestApiKey } from '../support/access.js';
@@ -104,7 +105,7 @@ function call(
       if (h['grpc-status'] !== undefined) trailers = plain(h);
     });
     stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('trailers', (h) => (trailers = plain(h)));
+    stream.on('trailers', (h: http2.IncomingHttpHeaders) => (trailers = plain(h)));
     stream.on('error', reject);
     stream.on('close', () =>
       resolve({ status, headers: responseHeaders, body: Buffer.concat(chunks), trailers }),
@@ -267,6 +268,7 @@ describe('createGrpcUnaryHandler', () => {
       readMaxBytes: 1024,
       maxTimeoutMs: 1000,
       shutdownSignal: new AbortController().signal,
+      logger: pino({ level: 'silent' }),
     });
     const server = http2.createServer((req, res) => {
       if (take(req, res)) return;
@@ -305,6 +307,49 @@ describe('createGrpcUnaryHandler', () => {
         expect({ path, headers, status: a.status }).toEqual({ path, headers, status: 404 });
       }
       expect(seen).toHaveLength(2);
+    } finally {
+      session.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('createGrpcUnaryHandler when the answer cannot be written', () => {
+  it('resets the stream and logs, and the server goes on answering', async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void logged.push(line) });
+    const take = createGrpcUnaryHandler({
+      services: [
+        {
+          service: NotificationService,
+          impl: {
+            send(req: { userId: string }, ctx: { responseHeader: Headers }) {
+              // A header HTTP/2 forbids: writing the response head throws.
+              if (req.userId === 'bad') ctx.responseHeader.set('transfer-encoding', 'chunked');
+              return { id: 'ok', status: NotificationStatus.PENDING };
+            },
+          },
+        },
+      ],
+      interceptors: [],
+      readMaxBytes: 1024,
+      maxTimeoutMs: 1000,
+      shutdownSignal: new AbortController().signal,
+      logger,
+    });
+    const server = http2.createServer((req, res) => {
+      if (!take(req, res)) res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const s = { session, sendKey: '', readKey: '' } as unknown as Side;
+    try {
+      await expect(call(s, SEND, envelope(sendBytes('bad')), 'none')).rejects.toThrow(
+        /NGHTTP2_INTERNAL_ERROR|stream closed/i,
+      );
+      expect(logged.join('')).toContain('unary gRPC call could not be answered');
+      const ok = await call(s, SEND, envelope(sendBytes('good')), 'none');
+      expect(ok.trailers).toEqual({ 'grpc-status': '0' });
     } finally {
       session.close();
       await new Promise((resolve) => server.close(resolve));
