@@ -135,7 +135,8 @@ export function createGrpcUnaryHandler(
     let body: Uint8Array | undefined;
     try {
       if (timeout.error) throw timeout.error;
-      const message = parse(route.method.input, await readMessage(req, o.readMaxBytes));
+      const bytes = await readMessage(req, o.readMaxBytes);
+      const message = binary('parse', () => fromBinary(route.method.input, bytes));
       const response = await call({
         stream: false,
         service: route.service,
@@ -150,7 +151,7 @@ export function createGrpcUnaryHandler(
         invoke: async (m) => normalize(route.method.output, await route.impl(m, ctx)),
         ctx,
       });
-      body = envelope(serialize(route.method.output, response.message));
+      body = envelope(binary('serialize', () => toBinary(route.method.output, response.message)));
     } catch (err) {
       setTrailerStatus(
         ctx.responseTrailer,
@@ -248,7 +249,12 @@ function readMessage(req: Http2ServerRequest, readMaxBytes: number): Promise<Uin
         expected = ENVELOPE_HEADER + length;
       }
       if (!failed && expected !== -1 && size > expected) {
-        fail(extraInput());
+        fail(
+          new ConnectError(
+            'protocol error: received extra input message for unary method',
+            Code.Unimplemented,
+          ),
+        );
       }
     });
     // A client that resets the stream before its request ends gets no answer; the call ends.
@@ -275,30 +281,13 @@ function readMessage(req: Http2ServerRequest, readMaxBytes: number): Promise<Uin
   });
 }
 
-function extraInput(): ConnectError {
-  return new ConnectError(
-    'protocol error: received extra input message for unary method',
-    Code.Unimplemented,
-  );
-}
-
-function parse(desc: DescMessage, bytes: Uint8Array) {
+/** Runs a protobuf step; its failure is Internal, named as Connect names it ("parse binary: ..."). */
+function binary<T>(what: 'parse' | 'serialize', step: () => T): T {
   try {
-    return fromBinary(desc, bytes);
+    return step();
   } catch (e) {
     throw new ConnectError(
-      `parse binary: ${e instanceof Error ? e.message : String(e)}`,
-      Code.Internal,
-    );
-  }
-}
-
-function serialize(desc: DescMessage, message: UnaryResponse['message']): Uint8Array {
-  try {
-    return toBinary(desc, message);
-  } catch (e) {
-    throw new ConnectError(
-      `serialize binary: ${e instanceof Error ? e.message : String(e)}`,
+      `${what} binary: ${e instanceof Error ? e.message : String(e)}`,
       Code.Internal,
     );
   }
