@@ -190,6 +190,12 @@ describe('unary gRPC with and without the fast path', () => {
     ['an empty body', SEND, () => new Uint8Array(0), 'send'],
     ['a cut-off envelope', SEND, () => envelope(sendBytes('u1'), 0, 100), 'send'],
     [
+      'two messages for a unary method',
+      SEND,
+      () => Buffer.concat([envelope(sendBytes('u1')), envelope(sendBytes('u2'))]),
+      'send',
+    ],
+    [
       'a GetNotification of an id that does not exist',
       '/herald.v1.NotificationService/GetNotification',
       () =>
