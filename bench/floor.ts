@@ -18,7 +18,9 @@ import {
   NotificationSchema,
   NotificationService,
   NotificationStatus,
+  type SendRequest,
 } from '@herald/client';
+import { createGrpcUnaryHandler } from '../src/server/grpc-unary.js';
 import { CLIENTS, clientName, createSenders, type SenderOptions } from './senders.js';
 
 const usage = `Usage: npm run bench:floor -- [options]
@@ -29,27 +31,50 @@ const usage = `Usage: npm run bench:floor -- [options]
                       node:http2) (default herald)
   --duration <s>      seconds measured (default 15)
   --warmup <s>        seconds of the same load first, not measured (default 3)
+  --server <name>     connect (Connect's handler) | grpc-unary (unary gRPC as Herald's api
+                      answers it, src/server/grpc-unary.ts) (default connect)
 `;
 
-/** The server: a child process of its own, like herald, so each side's CPU is its own. */
-function serve(): void {
-  const routes = (router: ConnectRouter) =>
-    router.service(NotificationService, {
-      send(req) {
-        const now = timestampNow();
-        const notification = create(NotificationSchema, {
-          id: '019a0000-0000-7000-8000-000000000000',
-          userId: req.userId,
-          channel: req.channel,
-          status: NotificationStatus.PENDING,
-          version: 1n,
-          createdAt: now,
-          updatedAt: now,
-        });
-        return { id: notification.id, notification };
-      },
-    });
-  const server = http2.createServer(connectNodeAdapter({ routes }));
+const SERVERS = ['connect', 'grpc-unary'];
+
+/**
+ * The server: a child process of its own, like herald, so each side's CPU is its own. `connect`
+ * answers through Connect's handler; `grpc-unary` as Herald's api answers unary gRPC calls
+ * (src/server/grpc-unary.ts), Connect's handler behind it for everything else.
+ */
+function serve(kind: string): void {
+  const impl = {
+    send(req: SendRequest) {
+      const now = timestampNow();
+      const notification = create(NotificationSchema, {
+        id: '019a0000-0000-7000-8000-000000000000',
+        userId: req.userId,
+        channel: req.channel,
+        status: NotificationStatus.PENDING,
+        version: 1n,
+        createdAt: now,
+        updatedAt: now,
+      });
+      return { id: notification.id, notification };
+    },
+  };
+  const routes = (router: ConnectRouter) => router.service(NotificationService, impl);
+  const connect = connectNodeAdapter({ routes });
+  const unary = createGrpcUnaryHandler({
+    services: [{ service: NotificationService, impl }],
+    interceptors: [],
+    readMaxBytes: 1_048_576,
+    maxTimeoutMs: 30_000,
+    shutdownSignal: new AbortController().signal,
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+  });
+  const server = http2.createServer(
+    kind === 'grpc-unary'
+      ? (req, res) => {
+          if (!unary(req, res)) connect(req, res);
+        }
+      : connect,
+  );
   server.listen(0, '127.0.0.1', () => {
     process.send?.({ port: (server.address() as AddressInfo).port });
   });
@@ -69,6 +94,7 @@ async function main(): Promise<void> {
       client: { type: 'string', default: 'herald' },
       duration: { type: 'string', default: '15' },
       warmup: { type: 'string', default: '3' },
+      server: { type: 'string', default: 'connect' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -88,7 +114,9 @@ async function main(): Promise<void> {
   const client = values.client as SenderOptions['client'];
   if (!CLIENTS.includes(client)) throw new Error(`--client must be one of ${CLIENTS.join(', ')}`);
 
-  const child = fork(new URL(import.meta.url), ['--serve'], { stdio: 'inherit' });
+  const server = values.server;
+  if (!SERVERS.includes(server)) throw new Error(`--server must be one of ${SERVERS.join(', ')}`);
+  const child = fork(new URL(import.meta.url), ['--serve', server], { stdio: 'inherit' });
   const ask = <T>(key: string, send?: string) =>
     new Promise<T>((resolve) => {
       const on = (m: Record<string, T>) => {
@@ -140,6 +168,7 @@ async function main(): Promise<void> {
     const result = {
       bench: 'rpc-floor',
       client,
+      server,
       concurrency,
       connections,
       durationS: duration,
@@ -152,7 +181,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       [
         '',
-        `RPC floor: unary Send over gRPC to a server that does nothing else`,
+        `RPC floor: unary Send over gRPC to a server that does nothing else (${server})`,
         `  client ${clientName(client)}, ${connections} connections, ${concurrency} concurrent, ${duration} s after ${warmup} s of warm-up`,
         '',
         `  calls/s                ${result.callsPerSec.toLocaleString('en-US')}`,
@@ -170,7 +199,8 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes('--serve')) serve();
+const serveAt = process.argv.indexOf('--serve');
+if (serveAt !== -1) serve(process.argv[serveAt + 1] ?? 'connect');
 else
   main().catch((err: unknown) => {
     process.stderr.write(`floor bench failed: ${(err as Error).message}\n`);
