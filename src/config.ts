@@ -67,7 +67,7 @@ const schema = z.object({
   HERALD_HTTP_REQUEST_TIMEOUT_MS: int(30_000, 100),
   /** An h2c session without an open stream for this long is closed (GOAWAY). */
   HERALD_H2C_IDLE_TIMEOUT_MS: int(60_000, 100),
-  /** `on`: plain unary gRPC calls skip Connect's request pipeline (server/grpc-unary.ts); `off`: all through Connect. */
+  /** `on`: plain unary gRPC calls skip Connect's request pipeline (server/grpc-unary.ts). */
   HERALD_GRPC_FAST_PATH: z.enum(['on', 'off']).default('on'),
   HERALD_TENANT: z.string().min(1).default('dev'),
   /** `required` (always in production) or `off`: every caller is HERALD_TENANT with all scopes. */

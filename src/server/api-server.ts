@@ -1,6 +1,7 @@
 /**
  * The api role's HTTP servers: one Connect handler (gRPC, gRPC-Web and Connect) served on an h2c
- * port and on an HTTP/1.1 port, plus gRPC health and reflection and /healthz, /readyz.
+ * port and on an HTTP/1.1 port, plus gRPC health and reflection and /healthz, /readyz. On the h2c
+ * port, plain unary gRPC calls to Herald's services are answered in front of it (grpc-unary.ts).
  * createApiServer builds everything without listening; listen() and close() are separate.
  */
 import http from 'node:http';
@@ -128,13 +129,7 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
       file_google_rpc_error_details,
     ]);
   };
-  health.setStatus('herald.v1.NotificationService', 'SERVING');
-  health.setStatus('herald.v1.DeadLetterService', 'SERVING');
-  health.setStatus('herald.v1.AdminService', 'SERVING');
-  health.setStatus('herald.v1.RecipientService', 'SERVING');
-  health.setStatus('herald.v1.TemplateService', 'SERVING');
-  health.setStatus('herald.v1.PreferenceService', 'SERVING');
-  health.setStatus('herald.v1.InboxService', 'SERVING');
+  for (const [service] of services) health.setStatus(service.typeName, 'SERVING');
 
   // The error mapping wraps everything, authentication included.
   const interceptors = [
