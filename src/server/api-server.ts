@@ -9,7 +9,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { DescService } from '@bufbuild/protobuf';
 import type { ConnectRouter } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from '@connectrpc/connect-node';
 import { file_google_rpc_error_details } from '@herald/client/gen/google/rpc/error_details_pb';
 import { file_health_v1_health } from '@herald/client/gen/health/v1/health_pb';
 import {
@@ -139,9 +139,14 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
       callsPerSecond: deps.callsPerSecond,
     }),
   ];
+  // Connect's defaults, named here so that both paths below answer alike.
+  const acceptCompression = [compressionGzip, compressionBrotli];
+  const compressMinBytes = 1024;
   const handler = connectNodeAdapter({
     routes,
     interceptors,
+    acceptCompression,
+    compressMinBytes,
     readMaxBytes: deps.maxRequestBytes,
     maxTimeoutMs: deps.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
@@ -156,6 +161,8 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
         interceptors,
         readMaxBytes: deps.maxRequestBytes,
         maxTimeoutMs: deps.maxTimeoutMs,
+        acceptCompression,
+        compressMinBytes,
         shutdownSignal: shutdown.signal,
         logger: deps.logger,
       });

@@ -12,7 +12,8 @@
  * to the Connect handler as before. What is taken is answered as Connect answers it: the same
  * handler context (deadline, shutdown and client-gone signals, headers, context values), the same
  * interceptors in the same order, the same status, message, details and metadata in the trailers
- * (Connect's own gRPC trailer encoding), and the same codes for malformed requests.
+ * (Connect's own gRPC trailer encoding), response compression negotiated as Connect negotiates it,
+ * and the same codes for malformed requests.
  */
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import {
@@ -34,6 +35,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from '@connectrpc/connect';
+import type { Compression } from '@connectrpc/connect/protocol';
 import {
   contentTypeProto,
   parseTimeout,
@@ -50,6 +52,10 @@ export interface GrpcUnaryOptions {
   readMaxBytes: number;
   /** The longest deadline a client may ask for (Connect's maxTimeoutMs). */
   maxTimeoutMs: number;
+  /** Response compressions, in the server's order (Connect's acceptCompression); default none. */
+  acceptCompression?: readonly Compression[];
+  /** Smaller answers are never compressed (Connect's compressMinBytes); default 1024. */
+  compressMinBytes?: number;
   /** Aborted when the server shuts down. */
   shutdownSignal: AbortSignal;
   logger: Logger;
@@ -132,11 +138,18 @@ export function createGrpcUnaryHandler(
       responseTrailer: { 'grpc-status': '0' },
       contextValues: createContextValues(),
     });
+    // As Connect negotiates it: the first encoding the client accepts that the server has; the
+    // header is set whether or not this answer turns out large enough to compress.
+    const compression = responseCompression(
+      o.acceptCompression ?? [],
+      header(req, 'grpc-accept-encoding'),
+    );
+    if (compression !== null) ctx.responseHeader.set('grpc-encoding', compression.name);
     let body: Uint8Array | undefined;
     try {
       if (timeout.error) throw timeout.error;
-      const bytes = await readMessage(req, o.readMaxBytes);
-      const message = binary('parse', () => fromBinary(route.method.input, bytes));
+      const input = await readMessage(req, o.readMaxBytes);
+      const message = binary('parse', () => fromBinary(route.method.input, input));
       const response = await call({
         stream: false,
         service: route.service,
@@ -151,7 +164,11 @@ export function createGrpcUnaryHandler(
         invoke: async (m) => normalize(route.method.output, await route.impl(m, ctx)),
         ctx,
       });
-      body = envelope(binary('serialize', () => toBinary(route.method.output, response.message)));
+      const output = binary('serialize', () => toBinary(route.method.output, response.message));
+      body =
+        compression !== null && output.byteLength >= (o.compressMinBytes ?? 1024)
+          ? envelope(await compression.compress(output), FLAG_COMPRESSED)
+          : envelope(output);
     } catch (err) {
       setTrailerStatus(
         ctx.responseTrailer,
@@ -298,9 +315,25 @@ function normalize(desc: DescMessage, value: unknown) {
   return isMessage(value, desc) ? value : create(desc, value as Record<string, unknown>);
 }
 
-function envelope(bytes: Uint8Array): Uint8Array {
+/**
+ * Connect's choice for a request that was not compressed itself: none when the client names no
+ * encoding, else the first one it names that the server has.
+ */
+function responseCompression(
+  available: readonly Compression[],
+  accepted: string | null,
+): Compression | null {
+  if (accepted === null || accepted === '') return null;
+  for (const name of accepted.split(',')) {
+    const found = available.find((c) => c.name === name.trim());
+    if (found) return found;
+  }
+  return null;
+}
+
+function envelope(bytes: Uint8Array, flags = 0): Uint8Array {
   const out = Buffer.allocUnsafe(ENVELOPE_HEADER + bytes.length);
-  out[0] = 0;
+  out[0] = flags;
   out.writeUInt32BE(bytes.length, 1);
   out.set(bytes, ENVELOPE_HEADER);
   return out;

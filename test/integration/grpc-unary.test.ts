@@ -7,6 +7,7 @@
  */
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { findTrailerError } from '@connectrpc/connect/protocol-grpc';
 import {
@@ -237,6 +238,39 @@ describe('unary gRPC with and without the fast path', () => {
     expect(Object.keys(r.fast.trailers).sort()).toEqual(Object.keys(r.connect.trailers).sort());
     expect(r.fast.trailers.ratelimit).toMatch(/;r=0;t=\d+$/);
     expect(r.fast.trailers['retry-after']).toMatch(/^\d+$/);
+  });
+
+  it('negotiates response compression alike: the header always, gzip for a large answer', async () => {
+    // As @grpc/grpc-js asks.
+    const accept = { 'grpc-accept-encoding': 'identity,deflate,gzip' };
+    const small = await both(SEND, envelope(sendBytes('u-accepts')), 'send', accept);
+    expect(small.fast.headers).toEqual(small.connect.headers);
+    expect(small.fast.headers['grpc-encoding']).toBe('gzip');
+    expect(small.fast.body[0]).toBe(0);
+    expect(small.connect.body[0]).toBe(0);
+    // A dozen more notifications make the tenant's list longer than 1 KiB.
+    for (let i = 0; i < 12; i++) await both(SEND, envelope(sendBytes(`u-list-${i}`)), 'send');
+    const list = envelope(
+      toBinary(
+        ListNotificationsRequestSchema,
+        create(ListNotificationsRequestSchema, { pageSize: 100 }),
+      ),
+    );
+    const large = await both(
+      '/herald.v1.NotificationService/ListNotifications',
+      list,
+      'read',
+      accept,
+    );
+    expect(large.fast.headers).toEqual(large.connect.headers);
+    expect(large.fast.trailers).toEqual(large.connect.trailers);
+    const [f, c] = [large.fast, large.connect].map((a) => {
+      expect(a.body[0]).toBe(1);
+      const page = fromBinary(ListNotificationsResponseSchema, gunzipSync(a.body.subarray(5)));
+      return page.notifications.map((n) => n.userId).sort();
+    });
+    expect(f).toEqual(c);
+    expect(f).toContain('u-list-11');
   });
 
   it('answers a ListNotifications alike, message included', async () => {
