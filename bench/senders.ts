@@ -14,6 +14,7 @@ import {
   SendResponseSchema,
   createHeraldClient,
 } from '@herald/client';
+import { envelope } from '../src/server/grpc-unary.js';
 
 export type SendRequestInit = MessageInitShape<typeof SendRequestSchema>;
 
@@ -165,11 +166,7 @@ function h2Senders(o: SenderOptions): Senders {
       (session): Send =>
         (request) =>
           new Promise((resolve, reject) => {
-            const bytes = toBinary(SendRequestSchema, create(SendRequestSchema, request));
-            const body = Buffer.allocUnsafe(5 + bytes.length);
-            body[0] = 0;
-            body.writeUInt32BE(bytes.length, 1);
-            body.set(bytes, 5);
+            const body = envelope(toBinary(SendRequestSchema, create(SendRequestSchema, request)));
             const stream = session.request(headers);
             const chunks: Buffer[] = [];
             let status: string | undefined;

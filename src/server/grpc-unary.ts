@@ -331,7 +331,8 @@ function responseCompression(
   return null;
 }
 
-function envelope(bytes: Uint8Array, flags = 0): Uint8Array {
+/** A gRPC message envelope around `bytes` (flags 0: not compressed). */
+export function envelope(bytes: Uint8Array, flags = 0): Uint8Array {
   const out = Buffer.allocUnsafe(ENVELOPE_HEADER + bytes.length);
   out[0] = flags;
   out.writeUInt32BE(bytes.length, 1);
@@ -344,15 +345,18 @@ function header(req: Http2ServerRequest, name: string): string | null {
   return typeof v === 'string' ? v : null;
 }
 
-/** The request's headers without HTTP/2 pseudo-headers, as Connect gives them to handlers. */
-function requestHeaders(req: Http2ServerRequest): Headers {
-  const h = new Headers();
+/**
+ * The request's headers without HTTP/2 pseudo-headers, as Connect gives them to handlers (as
+ * pairs: the handler context makes the one Headers object of them).
+ */
+function requestHeaders(req: Http2ServerRequest): [string, string][] {
+  const pairs: [string, string][] = [];
   for (const [k, v] of Object.entries(req.headers)) {
     if (k.startsWith(':') || v === undefined) continue;
-    if (Array.isArray(v)) for (const item of v) h.append(k, item);
-    else h.append(k, v);
+    if (Array.isArray(v)) for (const item of v) pairs.push([k, item]);
+    else pairs.push([k, v]);
   }
-  return h;
+  return pairs;
 }
 
 function plain(h: Headers): Record<string, string> {
