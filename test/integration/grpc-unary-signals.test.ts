@@ -1,0 +1,213 @@
+/**
+ * The signal of a unary gRPC call answered by src/server/grpc-unary.ts (HandlerContext.signal),
+ * as Connect's handlers set it: aborted when the call's deadline passes, when the client goes
+ * away, when the server shuts down, and once the call is answered; and the answer's status.
+ */
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
+import {
+  Channel,
+  NotificationService,
+  NotificationStatus,
+  SendRequestSchema,
+  createHeraldClient,
+} from '@herald/client';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createGrpcUnaryHandler } from '../../src/server/grpc-unary.js';
+
+const SEND = '/herald.v1.NotificationService/Send';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** Warnings the process emits while `fn` runs. */
+async function warningsDuring(fn: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const listener = (w: Error) => seen.push(`${w.name}: ${w.message}`);
+  process.on('warning', listener);
+  try {
+    await fn();
+    // Node emits a warning on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', listener);
+  }
+  return seen;
+}
+
+/** A server whose Send waits until its call's signal is aborted, then fails with the reason. */
+async function waitingServer() {
+  const started: HandlerContext[] = [];
+  const shutdown = new AbortController();
+  let startedOne: () => void = () => undefined;
+  const take = createGrpcUnaryHandler({
+    services: [
+      {
+        service: NotificationService,
+        impl: {
+          send(_req: unknown, ctx: HandlerContext) {
+            started.push(ctx);
+            startedOne();
+            return new Promise((_, reject) => {
+              ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error));
+            });
+          },
+        },
+      },
+    ],
+    interceptors: [],
+    readMaxBytes: 1024,
+    maxTimeoutMs: 60_000,
+    shutdownSignal: shutdown.signal,
+    logger: pino({ level: 'silent' }),
+  });
+  const server = http2.createServer((req, res) => {
+    if (!take(req, res)) res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  cleanups.push(async () => {
+    session.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const body = Buffer.alloc(5);
+  const message = toBinary(
+    SendRequestSchema,
+    create(SendRequestSchema, { userId: 'u', channel: Channel.IN_APP, content: { body: 'x' } }),
+  );
+  body.writeUInt32BE(message.length, 1);
+  const request = Buffer.concat([body, message]);
+
+  /** Sends one call; resolves with its grpc-status once it is answered. */
+  function send(headers: Record<string, string> = {}) {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': SEND,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...headers,
+    });
+    let status: string | undefined;
+    stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+    stream.on(
+      'trailers',
+      (h: http2.IncomingHttpHeaders) => (status = h['grpc-status'] as string | undefined),
+    );
+    stream.on('data', () => undefined);
+    const answered = new Promise<string | undefined>((resolve) => {
+      stream.on('close', () => resolve(status));
+      stream.on('error', () => resolve(status));
+    });
+    stream.end(request);
+    return { stream, answered };
+  }
+
+  /** Resolves once `n` calls have reached the implementation. */
+  async function untilStarted(n: number) {
+    while (started.length < n) {
+      await new Promise<void>((resolve) => (startedOne = resolve));
+    }
+  }
+  return { started, shutdown, send, untilStarted };
+}
+
+describe('the signal of a unary gRPC call answered by the fast path', () => {
+  it('is aborted with DeadlineExceeded when the grpc-timeout passes, and the client gets DEADLINE_EXCEEDED', async () => {
+    const s = await waitingServer();
+    const call = s.send({ 'grpc-timeout': '200m' });
+    await s.untilStarted(1);
+    const ctx = s.started[0] as HandlerContext;
+    const left = ctx.timeoutMs();
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(200);
+
+    expect(await call.answered).toBe(String(Code.DeadlineExceeded));
+    expect(ConnectError.from(ctx.signal.reason).code).toBe(Code.DeadlineExceeded);
+  });
+
+  it('has no deadline when the client gives none', async () => {
+    const s = await waitingServer();
+    const call = s.send();
+    await s.untilStarted(1);
+    expect((s.started[0] as HandlerContext).timeoutMs()).toBeUndefined();
+    call.stream.close(http2.constants.NGHTTP2_CANCEL);
+    await call.answered;
+  });
+
+  it('is aborted with Canceled when the client resets the stream', async () => {
+    const s = await waitingServer();
+    const call = s.send();
+    await s.untilStarted(1);
+    const ctx = s.started[0] as HandlerContext;
+    expect(ctx.signal.aborted).toBe(false);
+
+    call.stream.close(http2.constants.NGHTTP2_CANCEL);
+    await call.answered;
+    await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+
+    expect(ConnectError.from(ctx.signal.reason)).toMatchObject({
+      code: Code.Canceled,
+      rawMessage: 'the client cancelled',
+    });
+  });
+
+  it('is aborted with the shutdown reason at shutdown, for every call in flight', async () => {
+    const s = await waitingServer();
+    const warnings = await warningsDuring(async () => {
+      const calls = Array.from({ length: 25 }, () => s.send());
+      await s.untilStarted(25);
+
+      s.shutdown.abort(new ConnectError('the server is shutting down', Code.Unavailable));
+      const statuses = await Promise.all(calls.map((c) => c.answered));
+
+      expect(new Set(statuses)).toEqual(new Set([String(Code.Unavailable)]));
+      for (const ctx of s.started) {
+        expect(ConnectError.from(ctx.signal.reason).rawMessage).toBe('the server is shutting down');
+      }
+    });
+    expect(warnings).toEqual([]);
+  });
+
+  it('is aborted once the call is answered', async () => {
+    let seen: HandlerContext | undefined;
+    const take = createGrpcUnaryHandler({
+      services: [
+        {
+          service: NotificationService,
+          impl: {
+            send(_req: unknown, ctx: HandlerContext) {
+              seen = ctx;
+              expect(ctx.signal.aborted).toBe(false);
+              return { id: 'n1', status: NotificationStatus.PENDING };
+            },
+          },
+        },
+      ],
+      interceptors: [],
+      readMaxBytes: 1024,
+      maxTimeoutMs: 1000,
+      shutdownSignal: new AbortController().signal,
+      logger: pino({ level: 'silent' }),
+    });
+    const server = http2.createServer((req, res) => {
+      if (!take(req, res)) res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = createHeraldClient({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      protocol: 'grpc',
+    });
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    const res = await client.send({ userId: 'u', channel: Channel.IN_APP, content: { body: 'x' } });
+
+    expect(res.id).toBe('n1');
+    expect(seen?.signal.aborted).toBe(true);
+    expect(ConnectError.from(seen?.signal.reason).rawMessage).toBe('the call has ended');
+  });
+});
