@@ -20,6 +20,7 @@ import {
   NotificationStatus,
   type SendRequest,
 } from '@herald/client';
+import { requireSupportedNode } from '../src/runtime.js';
 import { createGrpcUnaryHandler } from '../src/server/grpc-unary.js';
 import { CLIENTS, clientName, createSenders, type SenderOptions } from './senders.js';
 
@@ -87,6 +88,7 @@ function serve(kind: string): void {
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
 async function main(): Promise<void> {
+  requireSupportedNode('bench:floor');
   const { values } = parseArgs({
     options: {
       concurrency: { type: 'string', default: '200' },
@@ -167,6 +169,7 @@ async function main(): Promise<void> {
     const serverMs = cpuMs(await ask<NodeJS.CpuUsage>('cpu', 'cpu')) - cpuMs(server0);
     const result = {
       bench: 'rpc-floor',
+      node: process.version,
       client,
       server,
       concurrency,

@@ -9,6 +9,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { DEVELOPMENT_TOKEN_SECRET } from '../src/config.js';
 import { issueUserToken } from '../src/infra/auth/user-tokens.js';
+import { requireSupportedNode } from '../src/runtime.js';
 
 const usage = `Usage: node dist/bench/live.js [options]
   --gateway <url>        GraphQL endpoint (default ws://127.0.0.1:8083/graphql)
@@ -19,6 +20,7 @@ const usage = `Usage: node dist/bench/live.js [options]
   --subscribers <n>      WebSocket subscribers, one user each (default 1000)
   --rate <n>             notifications sent per second, one per user (default 200)`;
 
+requireSupportedNode('bench:live');
 const { values } = parseArgs({
   options: {
     gateway: { type: 'string', default: 'ws://127.0.0.1:8083/graphql' },
@@ -121,6 +123,7 @@ const pct = (p: number) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 const result = {
   bench: 'herald-live',
+  node: process.version,
   subscribers: n,
   rate,
   sent: sent.length,

@@ -15,6 +15,7 @@ import {
   type SendRequestInit,
   type Senders,
 } from './senders.js';
+import { requireSupportedNode } from '../src/runtime.js';
 
 const usage = `Usage: npm run bench -- [options]
 
@@ -479,6 +480,7 @@ const latencyLine = (s: LatencySummary) =>
   `p50 ${num(s.p50)}  p95 ${num(s.p95)}  p99 ${num(s.p99)}  max ${num(s.max)}`;
 
 async function main(): Promise<number> {
+  requireSupportedNode('bench');
   const config = parseConfig(process.argv.slice(2));
   if (!config) return 0;
 
@@ -537,6 +539,7 @@ async function main(): Promise<number> {
     const deliveryWindowMs = tracker.lastDeliveryAt - sent.startedAt;
     const result = {
       bench: 'herald-send',
+      node: process.version,
       at: new Date().toISOString(),
       url: config.url,
       protocol: 'grpc',

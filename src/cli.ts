@@ -20,6 +20,7 @@ import { GRAPHQL_PATH } from './graphql/gateway.js';
 import { CHANNELS, type Channel } from './domain/notification.js';
 import { HeraldError, UnavailableError } from './domain/errors.js';
 import { createLogger, type Logger as ProcessLogger } from './logger.js';
+import { requireSupportedNode } from './runtime.js';
 
 const USAGE = `usage: herald <command> [options]
 
@@ -41,6 +42,7 @@ const HINTS: Record<string, string> = {
 };
 
 async function main(argv: string[]): Promise<number> {
+  requireSupportedNode('herald');
   if (argv[0] === 'keys' || argv[0] === 'tokens' || argv[0] === 'templates') {
     const config = loadConfig(process.env);
     return runAdminCommand(argv, config, createLogger({ level: config.logLevel, role: argv[0] }));
