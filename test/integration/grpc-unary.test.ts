@@ -6,7 +6,6 @@
  * status, message and details.
  */
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { findTrailerError } from '@connectrpc/connect/protocol-grpc';
@@ -15,16 +14,15 @@ import {
   GetNotificationRequestSchema,
   ListNotificationsRequestSchema,
   ListNotificationsResponseSchema,
-  NotificationService,
   NotificationStatus,
   SendRequestSchema,
   SendResponseSchema,
 } from '@herald/client';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGrpcUnaryHandler } from '../../src/server/grpc-unary.js';
 import { createTestApiKey } from '../support/access.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
+import { startUnaryServer } from '../support/unary-server.js';
 
 const SEND = '/herald.v1.NotificationService/Send';
 const TENANT = 'fast-path';
@@ -292,31 +290,17 @@ describe('unary gRPC with and without the fast path', () => {
 describe('createGrpcUnaryHandler', () => {
   it('takes plain unary gRPC calls to the methods it was given and leaves every other request', async () => {
     const seen: string[] = [];
-    const take = createGrpcUnaryHandler({
-      services: [
-        {
-          service: NotificationService,
-          impl: {
-            send(req: { userId: string }) {
-              seen.push(req.userId);
-              return { id: 'taken', status: NotificationStatus.PENDING };
-            },
-          },
-        },
-      ],
-      interceptors: [],
-      readMaxBytes: 1024,
-      maxTimeoutMs: 1000,
-      shutdownSignal: new AbortController().signal,
-      logger: pino({ level: 'silent' }),
+    const server = await startUnaryServer({
+      send(req) {
+        seen.push(req.userId);
+        return { id: 'taken', status: NotificationStatus.PENDING };
+      },
+      left(_req, res) {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('left for Connect');
+      },
     });
-    const server = http2.createServer((req, res) => {
-      if (take(req, res)) return;
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('left for Connect');
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const session = http2.connect(server.url);
     const s = { session, sendKey: '', readKey: '' } as unknown as Side;
     try {
       const request = envelope(sendBytes('u1'));
@@ -349,7 +333,7 @@ describe('createGrpcUnaryHandler', () => {
       expect(seen).toHaveLength(2);
     } finally {
       session.close();
-      await new Promise((resolve) => server.close(resolve));
+      await server.close();
     }
   });
 });
@@ -358,30 +342,15 @@ describe('createGrpcUnaryHandler when the answer cannot be written', () => {
   it('resets the stream and logs, and the server goes on answering', async () => {
     const logged: string[] = [];
     const logger = pino({ level: 'error' }, { write: (line: string) => void logged.push(line) });
-    const take = createGrpcUnaryHandler({
-      services: [
-        {
-          service: NotificationService,
-          impl: {
-            send(req: { userId: string }, ctx: { responseHeader: Headers }) {
-              // A header HTTP/2 forbids: writing the response head throws.
-              if (req.userId === 'bad') ctx.responseHeader.set('transfer-encoding', 'chunked');
-              return { id: 'ok', status: NotificationStatus.PENDING };
-            },
-          },
-        },
-      ],
-      interceptors: [],
-      readMaxBytes: 1024,
-      maxTimeoutMs: 1000,
-      shutdownSignal: new AbortController().signal,
+    const server = await startUnaryServer({
+      send(req, ctx) {
+        // A header HTTP/2 forbids: writing the response head throws.
+        if (req.userId === 'bad') ctx.responseHeader.set('transfer-encoding', 'chunked');
+        return { id: 'ok', status: NotificationStatus.PENDING };
+      },
       logger,
     });
-    const server = http2.createServer((req, res) => {
-      if (!take(req, res)) res.end();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const session = http2.connect(server.url);
     const s = { session, sendKey: '', readKey: '' } as unknown as Side;
     try {
       await expect(call(s, SEND, envelope(sendBytes('bad')), 'none')).rejects.toThrow(
@@ -392,7 +361,7 @@ describe('createGrpcUnaryHandler when the answer cannot be written', () => {
       expect(ok.trailers).toEqual({ 'grpc-status': '0' });
     } finally {
       session.close();
-      await new Promise((resolve) => server.close(resolve));
+      await server.close();
     }
   });
 });
