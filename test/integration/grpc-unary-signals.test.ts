@@ -8,6 +8,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import { Channel, NotificationStatus, SendRequestSchema, createHeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { envelope } from '../../src/server/grpc-unary.js';
 import { createCleanups } from '../support/cleanups.js';
 import { startUnaryServer } from '../support/unary-server.js';
 
@@ -37,13 +38,12 @@ async function waitingServer() {
     session.destroy();
     await server.close();
   });
-  const body = Buffer.alloc(5);
-  const message = toBinary(
-    SendRequestSchema,
-    create(SendRequestSchema, { userId: 'u', channel: Channel.IN_APP, content: { body: 'x' } }),
+  const request = envelope(
+    toBinary(
+      SendRequestSchema,
+      create(SendRequestSchema, { userId: 'u', channel: Channel.IN_APP, content: { body: 'x' } }),
+    ),
   );
-  body.writeUInt32BE(message.length, 1);
-  const request = Buffer.concat([body, message]);
 
   /** Sends one call; resolves with its grpc-status once it is answered. */
   function send(headers: Record<string, string> = {}) {
