@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
 import { isClusterApiProcess, reportListening, startApiCluster } from './api-cluster.js';
 import { runMigrations, startGateway, startHerald, type Role } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, loadConfig, portVariables, type Config } from './config.js';
 import type { Logger } from './domain/ports.js';
 import { GRAPHQL_PATH } from './graphql/gateway.js';
 import { CHANNELS, type Channel } from './domain/notification.js';
@@ -234,12 +234,16 @@ function describeFailure(err: unknown): string {
     return `herald: cannot reach ${err.dependency}${hint ? ` — ${hint}` : ''}`;
   }
   if (err instanceof HeraldError) return `herald: ${err.message}`;
-  if (isAddressInUse(err))
-    return `herald: ${(err as Error).message} — another process holds the port; set HERALD_API_H2C_PORT / HERALD_API_HTTP_PORT`;
+  if (isAddressInUse(err)) {
+    // Only a process that loaded its configuration listens, so loading it again succeeds.
+    const names = portVariables(loadConfig(process.env), err.port);
+    const change = names.length > 0 ? names.join(' / ') : 'the HERALD_*_PORT variables';
+    return `herald: ${err.message} — another process holds the port; set ${change} to a free port`;
+  }
   return `herald: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
 }
 
-function isAddressInUse(err: unknown): boolean {
+function isAddressInUse(err: unknown): err is Error & { port: number } {
   return err instanceof Error && (err as { code?: string }).code === 'EADDRINUSE';
 }
 

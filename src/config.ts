@@ -245,6 +245,20 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * The HERALD_*_PORT variables set to `port` in `config` (several when they share it), for an
+ * "address in use" error to name what to change; empty when none is.
+ */
+export function portVariables(config: Config, port: number): string[] {
+  const ports: [string, number][] = [
+    ['HERALD_API_H2C_PORT', config.api.h2cPort],
+    ['HERALD_API_HTTP_PORT', config.api.httpPort],
+    ['HERALD_ADMIN_PORT', config.adminPort],
+    ['HERALD_GATEWAY_PORT', config.gateway.port],
+  ];
+  return ports.filter(([, p]) => p === port).map(([name]) => name);
+}
+
 /** Reads the configuration from `env`; throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(

@@ -176,7 +176,12 @@ export function createGateway(o: GatewayOptions): Gateway {
   });
 
   const server = http.createServer((req, res) => void yoga(req, res));
-  const wss = new WebSocketServer({ server, path: GRAPHQL_PATH });
+  // Upgrades are handed over here rather than with ws's `server` option, which would also pass
+  // the server's own errors (a port in use) to graphql-ws, printed as a stack trace.
+  const wss = new WebSocketServer({ noServer: true, path: GRAPHQL_PATH });
+  server.on('upgrade', (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
   const sockets = new Set<WebSocket>();
   wss.on('connection', (socket) => {
     sockets.add(socket);

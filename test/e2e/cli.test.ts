@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -205,6 +206,22 @@ describe('herald', () => {
       expect(rows.map((r) => r.version)).toEqual([1, 2]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the variable to change when its port is taken, in one line', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const run = await herald(['gateway'], { HERALD_GATEWAY_PORT: String(port) });
+
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(
+        `herald: listen EADDRINUSE: address already in use 127.0.0.1:${port} — another process holds the port; set HERALD_GATEWAY_PORT to a free port`,
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
     }
   });
 

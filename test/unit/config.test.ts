@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, portVariables } from '../../src/config.js';
 
 describe('loadConfig', () => {
   it('points at the local services when nothing is set', () => {
@@ -175,5 +175,16 @@ describe('loadConfig', () => {
 
   it('ignores variables that are not Herald settings when reading the environment', () => {
     expect(loadConfig({ PATH: '/bin', HOME: '/root' }).env).toBe('development');
+  });
+});
+
+describe('portVariables', () => {
+  it('names the variables set to a port, every one when several share it', () => {
+    const config = loadConfig({ HERALD_ADMIN_PORT: '9000', HERALD_GATEWAY_PORT: '9000' });
+
+    expect(portVariables(config, 8080)).toEqual(['HERALD_API_H2C_PORT']);
+    expect(portVariables(config, 8081)).toEqual(['HERALD_API_HTTP_PORT']);
+    expect(portVariables(config, 9000)).toEqual(['HERALD_ADMIN_PORT', 'HERALD_GATEWAY_PORT']);
+    expect(portVariables(config, 1234)).toEqual([]);
   });
 });
