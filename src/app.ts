@@ -385,8 +385,12 @@ function openRateLimiter(config: Config, logger: Logger): RateLimiter & { close(
     retryStrategy: (times) => Math.min(times * 200, 2_000),
   });
   let lastWarned = 0;
+  let closing = false;
   redis.on('error', (err: Error) => {
     // The limiter reports failures per call; this only keeps the connection's own errors quiet.
+    // Closing while the connection is still being set up (a start-up that failed elsewhere) fails
+    // its set-up commands: not news about Redis.
+    if (closing) return;
     if (Date.now() - lastWarned > 10_000) {
       lastWarned = Date.now();
       logger.warn({ err: err.message }, 'Redis connection error (rate limits)');
@@ -405,6 +409,7 @@ function openRateLimiter(config: Config, logger: Logger): RateLimiter & { close(
       return limiter.redisFailures;
     },
     async close() {
+      closing = true;
       await limiter.close();
       redis.disconnect();
     },

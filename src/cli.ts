@@ -11,6 +11,7 @@
  * delivery paths, which allocate many short-lived objects per request.
  */
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
 import { isClusterApiProcess, reportListening, startApiCluster } from './api-cluster.js';
 import { runMigrations, startGateway, startHerald, type Role } from './app.js';
@@ -45,7 +46,13 @@ async function main(argv: string[]): Promise<number> {
   requireSupportedNode('herald');
   if (argv[0] === 'keys' || argv[0] === 'tokens' || argv[0] === 'templates') {
     const config = loadConfig(process.env);
-    return runAdminCommand(argv, config, createLogger({ level: config.logLevel, role: argv[0] }));
+    // Their log lines go to stderr: stdout is the result alone (a key, a token), for `$(...)`.
+    const logger = createLogger({
+      level: config.logLevel,
+      role: argv[0],
+      destination: pino.destination({ fd: 2, sync: true }),
+    });
+    return runAdminCommand(argv, config, logger);
   }
   const { positionals, values } = parseArgs({
     args: argv,

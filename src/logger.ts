@@ -42,6 +42,7 @@ const REDACT = [
 export function createLogger(options: {
   level: string;
   role: string;
+  /** Where the lines go; default stdout. */
   destination?: pino.DestinationStream;
 }): Logger {
   return pino(

@@ -145,11 +145,15 @@ export function parseProvidersConfig(
     }
     const entries: ProviderEntry[] = [];
     list.forEach((item: unknown, i) => {
+      // Where a variable is unset, that is the problem; the empty string standing in for it
+      // would only add a second one (too short, not a URL) at the same place.
+      const unset = new Set<string>();
       const entry = parseEntry(
         channel as Channel,
-        substituteEnv(item, env, `${at}[${i}]`, problems),
+        substituteEnv(item, env, `${at}[${i}]`, problems, unset),
         `${at}[${i}]`,
         problems,
+        unset,
       );
       if (entry) entries.push(entry);
     });
@@ -166,6 +170,7 @@ function parseEntry(
   item: unknown,
   at: string,
   problems: string[],
+  unset: ReadonlySet<string>,
 ): ProviderEntry | null {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) {
     problems.push(`${at}: must be an object with a "type"`);
@@ -183,7 +188,8 @@ function parseEntry(
   for (const result of [common, own]) {
     if (!result.success) {
       for (const issue of result.error.issues) {
-        problems.push(`${[at, ...issue.path].join('.')}: ${issue.message}`);
+        const path = [at, ...issue.path].join('.');
+        if (!unset.has(path)) problems.push(`${path}: ${issue.message}`);
       }
     }
   }
@@ -196,27 +202,37 @@ function parseEntry(
   };
 }
 
-/** Replaces every string that is exactly `${NAME}` with the environment variable NAME. */
+/**
+ * Replaces every string that is exactly `${NAME}` with the environment variable NAME; an unset
+ * one is a problem, its path goes into `unset`, and it becomes the empty string.
+ */
 function substituteEnv(
   value: unknown,
   env: Record<string, string | undefined>,
   at: string,
   problems: string[],
+  unset: Set<string>,
 ): unknown {
   if (typeof value === 'string') {
     const m = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(value);
     if (!m) return value;
     const name = m[1] as string;
     const v = env[name];
-    if (v === undefined) problems.push(`${at}: environment variable ${name} is not set`);
+    if (v === undefined) {
+      problems.push(`${at}: environment variable ${name} is not set`);
+      unset.add(at);
+    }
     return v ?? '';
   }
   if (Array.isArray(value)) {
-    return value.map((v, i) => substituteEnv(v, env, `${at}[${i}]`, problems));
+    return value.map((v, i) => substituteEnv(v, env, `${at}[${i}]`, problems, unset));
   }
   if (typeof value === 'object' && value !== null) {
     return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, `${at}.${k}`, problems)]),
+      Object.entries(value).map(([k, v]) => [
+        k,
+        substituteEnv(v, env, `${at}.${k}`, problems, unset),
+      ]),
     );
   }
   return value;

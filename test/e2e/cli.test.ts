@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../../src/infra/postgres/orm.js';
+import { removeStreams } from '../support/herald.js';
+import { NATS_URL, randomLayout } from '../support/nats.js';
 import {
   adminQuery,
   createTestDatabase,
@@ -172,6 +174,16 @@ describe('herald', () => {
     expect(bad.stderr).toMatch(/--scopes\[0\]: must be one of send, read, admin/);
   });
 
+  it('prints an issued user token alone on stdout, its warnings on stderr', async () => {
+    const run = await herald(['tokens', 'issue', '--tenant', 'cli-t', '--user', 'u-1'], {
+      HERALD_DATABASE_URL: db.url,
+    });
+
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    expect(run.stderr).toContain('HERALD_TOKEN_SECRET is not set');
+  });
+
   it('pushes a template file: creates it, adds a version only when it changed, names bad parts', async () => {
     const env = { HERALD_DATABASE_URL: db.url };
     const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
@@ -213,15 +225,27 @@ describe('herald', () => {
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const { port } = taken.address() as AddressInfo;
+    const layout = randomLayout();
+    const inUse = (name: string) =>
+      `herald: listen EADDRINUSE: address already in use 127.0.0.1:${port} — another process holds the port; set ${name} to a free port`;
     try {
-      const run = await herald(['gateway'], { HERALD_GATEWAY_PORT: String(port) });
+      const gateway = await herald(['gateway'], { HERALD_GATEWAY_PORT: String(port) });
+      expect(gateway.code).toBe(1);
+      expect(gateway.stderr).toBe(inUse('HERALD_GATEWAY_PORT'));
 
-      expect(run.code).toBe(1);
-      expect(run.stderr).toBe(
-        `herald: listen EADDRINUSE: address already in use 127.0.0.1:${port} — another process holds the port; set HERALD_GATEWAY_PORT to a free port`,
-      );
+      // The api has opened PostgreSQL, NATS and Redis by then: closing them says nothing more.
+      const api = await herald(['api'], {
+        HERALD_DATABASE_URL: db.url,
+        HERALD_NATS_SUBJECT_PREFIX: layout.subjectPrefix,
+        HERALD_NATS_STREAM_PREFIX: layout.streamPrefix,
+        HERALD_API_H2C_PORT: String(port),
+      });
+      expect(api.code).toBe(1);
+      expect(api.stderr).toBe(inUse('HERALD_API_H2C_PORT'));
+      expect(api.stdout).toBe('');
     } finally {
       await new Promise((resolve) => taken.close(resolve));
+      await removeStreams(NATS_URL, layout);
     }
   });
 

@@ -121,7 +121,8 @@ export function readDeliveries(file: string): string[] {
     .map((l) => (JSON.parse(l) as { notificationId: string }).notificationId);
 }
 
-async function removeStreams(url: string, layout: ReturnType<typeof randomLayout>) {
+/** Deletes the job and dead-letter streams of `layout`, if NATS at `url` answers. */
+export async function removeStreams(url: string, layout: ReturnType<typeof randomLayout>) {
   const nc = await connect({ servers: url, reconnect: false }).catch(() => null);
   if (nc === null) return;
   try {

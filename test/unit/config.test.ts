@@ -148,6 +148,26 @@ describe('loadConfig', () => {
     expect(problems).toContain('HERALD_PROVIDERS.push[0].concurrency');
   });
 
+  it('reports an unset ${VAR} once, not again as the empty value standing in for it', () => {
+    let problems: string[] = [];
+    try {
+      loadConfig({
+        HERALD_PROVIDERS: JSON.stringify({
+          webhook: [{ type: 'webhook', secret: '${WEBHOOK_SECRET}', url: 'not a url' }],
+        }),
+      });
+    } catch (err) {
+      problems = (err as Error).message.split('\n');
+    }
+    expect(problems.filter((p) => p.includes('webhook[0].secret'))).toEqual([
+      expect.stringContaining(
+        'HERALD_PROVIDERS.webhook[0].secret: environment variable WEBHOOK_SECRET is not set',
+      ),
+    ]);
+    // Other problems of the same provider are still reported.
+    expect(problems.some((p) => p.includes('webhook[0].url'))).toBe(true);
+  });
+
   it('rejects providers JSON that does not parse, naming the variable', () => {
     expect(() => loadConfig({ HERALD_PROVIDERS: '{nope' })).toThrow(
       /HERALD_PROVIDERS: not valid JSON/,
