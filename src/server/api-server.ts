@@ -145,6 +145,10 @@ export function createApiServer(deps: ApiServerDeps): ApiServer {
   const handler = connectNodeAdapter({
     routes,
     interceptors,
+    // Connect JSON is read strictly, as protobuf's JSON mapping specifies (Connect relaxes it): a
+    // misspelt key or an unknown enum value ("priority": "HIGH") is an InvalidArgument naming it,
+    // never a field silently left at its default.
+    jsonOptions: { ignoreUnknownFields: false },
     acceptCompression,
     compressMinBytes,
     readMaxBytes: deps.maxRequestBytes,

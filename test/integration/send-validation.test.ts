@@ -295,18 +295,40 @@ describe('Send', () => {
     expect(await storedRows()).toBe(before);
   });
 
-  it('fails with HTTP 400 invalid_argument naming channel when Connect JSON names an unknown channel', async () => {
-    const res = await sendJson({
-      userId: 'u-json',
-      channel: 'CHANNEL_FAX',
-      content: { title: 't' },
-    });
-    const body = (await res.json()) as { code?: string; message?: string };
+  // Read strictly (protobuf's JSON mapping; Connect would ignore what it does not know): a value
+  // or key the contract does not have is refused by name, never taken as the field's default.
+  it.each([
+    [
+      'an unknown channel',
+      { channel: 'CHANNEL_FAX' },
+      'enum herald.v1.Channel from JSON: "CHANNEL_FAX"',
+    ],
+    [
+      'a channel by its short name',
+      { channel: 'email' },
+      'enum herald.v1.Channel from JSON: "email"',
+    ],
+    ['an unknown priority', { priority: 'HIGH' }, 'enum herald.v1.Priority from JSON: "HIGH"'],
+    ['a misspelt key', { chanel: 'CHANNEL_IN_APP' }, 'key "chanel" is unknown'],
+  ])(
+    'fails with HTTP 400 invalid_argument naming it when Connect JSON has %s',
+    async (_, bad, named) => {
+      const before = await storedRows();
 
-    expect(res.status).toBe(400);
-    expect(body.code).toBe('invalid_argument');
-    expect(body.message).toContain('channel');
-  });
+      const res = await sendJson({
+        userId: 'u-json',
+        channel: 'CHANNEL_IN_APP',
+        content: { title: 't' },
+        ...bad,
+      });
+      const body = (await res.json()) as { code?: string; message?: string };
+
+      expect(res.status).toBe(400);
+      expect(body.code).toBe('invalid_argument');
+      expect(body.message).toContain(named);
+      expect(await storedRows()).toBe(before);
+    },
+  );
 
   describe('deadline', () => {
     it('fails with INVALID_ARGUMENT and stores nothing when the client deadline is over the cap', async () => {
