@@ -203,8 +203,14 @@ export function createGateway(o: GatewayOptions): Gateway {
         } catch (err) {
           // A refused credential closes with 4403 Forbidden; the api being unreachable is not the
           // caller's fault, so it closes with 4500 and a reason the client can retry on.
-          const code = ConnectError.from(err).code;
-          if (code === Code.Unauthenticated || code === Code.PermissionDenied) return false;
+          const refused = ConnectError.from(err);
+          const code = refused.code;
+          if (code === Code.Unauthenticated || code === Code.PermissionDenied) {
+            // 4403 as graphql-ws closes it, with the api's reason (its own close comes second
+            // and changes nothing).
+            ctx.extra.socket.close(4403, closeReason(`Forbidden: ${refused.rawMessage}`));
+            return false;
+          }
           o.logger.warn({ code: Code[code] }, 'WebSocket connect: the api did not answer');
           throw new Error('the Herald api is unavailable; retry later');
         }
@@ -269,4 +275,11 @@ export function createGateway(o: GatewayOptions): Gateway {
       herald.close();
     },
   };
+}
+
+/** A WebSocket close reason: at most 123 bytes of UTF-8, cut at a character boundary. */
+export function closeReason(text: string): string {
+  let out = text;
+  while (Buffer.byteLength(out) > 123) out = [...out].slice(0, -1).join('');
+  return out;
 }

@@ -300,17 +300,19 @@ describe('WebSocket connection auth', () => {
       tenantId: TENANT,
       userId: user,
     });
-    for (const authorization of [
-      undefined,
-      'Bearer not-a-token',
-      `Bearer ${expired}`,
-      `Bearer ${forged}`,
-      'Bearer hk_000000000000_' + 'A'.repeat(43),
-    ]) {
+    for (const [authorization, why] of [
+      [undefined, 'missing credentials'],
+      ['Bearer not-a-token', 'three dot-separated parts'],
+      [`Bearer ${expired}`, 'expired'],
+      [`Bearer ${forged}`, 'signature'],
+      ['Bearer hk_000000000000_' + 'A'.repeat(43), 'API key'],
+    ] as const) {
       const sub = await open(subscribeWs, gatewayUrl(), FEED, { authorization });
       await expect(sub.ended, String(authorization)).rejects.toMatchObject({
-        cause: { code: 4403, reason: 'Forbidden' },
+        cause: { code: 4403, reason: expect.stringMatching(/^Forbidden: /) as string },
       });
+      const closed = (await sub.ended.catch((e: unknown) => e)) as { cause: { reason: string } };
+      expect(closed.cause.reason).toContain(why);
       expect(sub.results).toEqual([]);
     }
     expect(await watchStreams()).toBe(0);
