@@ -188,7 +188,11 @@ function parseEntry(
   for (const result of [common, own]) {
     if (!result.success) {
       for (const issue of result.error.issues) {
-        const path = [at, ...issue.path].join('.');
+        // Written as substituteEnv writes paths (list items as [i]), so `unset` matches them.
+        const path = issue.path.reduce<string>(
+          (p, key) => (typeof key === 'number' ? `${p}[${key}]` : `${p}.${String(key)}`),
+          at,
+        );
         if (!unset.has(path)) problems.push(`${path}: ${issue.message}`);
       }
     }
