@@ -4,7 +4,7 @@
  * so scripts can capture it.
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './cli-args.js';
 import { fromJsonString } from '@bufbuild/protobuf';
 import { TemplateSchema } from '@herald/client/gen/herald/v1/template_pb';
 import { createApiKeys, SCOPES, type ApiKeyRecord } from './domain/access.js';
@@ -13,7 +13,7 @@ import { createTemplates, type TemplateFields } from './domain/templates.js';
 import type { Config } from './config.js';
 import type { Logger } from './domain/ports.js';
 import { newApiKey } from './infra/auth/api-keys.js';
-import { issueUserToken } from './infra/auth/user-tokens.js';
+import { issueUserToken, MAX_USER_TOKEN_TTL_SECONDS } from './infra/auth/user-tokens.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
 import { createTemplateStore } from './infra/postgres/template-store.js';
 import { assertSchemaCurrent, openDatabase } from './infra/postgres/orm.js';
@@ -37,10 +37,9 @@ export async function runAdminCommand(
   config: Config,
   logger: Logger,
 ): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
+  const { positionals, values } = parseCommandLine(
+    argv,
+    {
       tenant: { type: 'string' },
       scopes: { type: 'string' },
       name: { type: 'string' },
@@ -50,7 +49,8 @@ export async function runAdminCommand(
       all: { type: 'boolean' },
       file: { type: 'string' },
     },
-  });
+    2,
+  );
   const [group, action] = positionals;
   const known =
     group === 'tokens'
@@ -74,8 +74,14 @@ export async function runAdminCommand(
       return 2;
     }
     const ttlSeconds = values.ttl === undefined ? 900 : Number(values.ttl);
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
-      console.error('herald: tokens issue: --ttl must be a whole number of seconds');
+    if (
+      !Number.isInteger(ttlSeconds) ||
+      ttlSeconds < 1 ||
+      ttlSeconds > MAX_USER_TOKEN_TTL_SECONDS
+    ) {
+      console.error(
+        `herald: tokens issue: --ttl must be a whole number of seconds from 1 to ${MAX_USER_TOKEN_TTL_SECONDS}`,
+      );
       return 2;
     }
     if (config.auth.tokenSecretIsDevelopmentDefault) {

@@ -10,9 +10,9 @@
  * A larger young generation (--max-semi-space-size) cuts garbage-collection time on the send and
  * delivery paths, which allocate many short-lived objects per request.
  */
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
+import { parseCommandLine, UsageError } from './cli-args.js';
 import { isClusterApiProcess, reportListening, startApiCluster } from './api-cluster.js';
 import { runMigrations, startGateway, startHerald, type Role } from './app.js';
 import { ConfigError, loadConfig, portVariables, type Config } from './config.js';
@@ -54,11 +54,11 @@ async function main(argv: string[]): Promise<number> {
     });
     return runAdminCommand(argv, config, logger);
   }
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { channels: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-  });
+  const { positionals, values } = parseCommandLine(
+    argv,
+    { channels: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    1,
+  );
   const command = positionals[0];
   if (values.help || command === undefined) {
     console.log(USAGE);
@@ -257,6 +257,10 @@ function isAddressInUse(err: unknown): err is Error & { port: number } {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`herald: ${err.message}; see herald --help`);
+      process.exit(2);
+    }
     console.error(describeFailure(err));
     process.exit(1);
   },

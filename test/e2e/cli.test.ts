@@ -249,6 +249,28 @@ describe('herald', () => {
     }
   });
 
+  it.each([
+    [['api', '--bogus'], "herald: unknown option '--bogus'; see herald --help"],
+    [
+      ['worker', '--channels'],
+      "herald: Option '--channels <value>' argument missing; see herald --help",
+    ],
+    [['migrate', 'now'], "herald: unexpected argument(s): 'now'; see herald --help"],
+    [
+      ['keys', 'list', '--tenant', 't', 'x'],
+      "herald: unexpected argument(s): 'x'; see herald --help",
+    ],
+    [
+      ['tokens', 'issue', '--tenant', 't', '--user', 'u', '--ttl', '86401'],
+      'herald: tokens issue: --ttl must be a whole number of seconds from 1 to 86400',
+    ],
+  ])('exits 2 with one line when the arguments are wrong: %j', async (args, line) => {
+    const run = await herald(args, {});
+
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(line);
+  });
+
   it('exits 2 with the usage when the command is unknown', async () => {
     const run = await herald(['frobnicate'], {});
 
