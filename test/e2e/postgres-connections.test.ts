@@ -46,7 +46,11 @@ describe('herald all when PostgreSQL terminates its connections', () => {
         where datname = current_database() and pid <> pg_backend_pid()`,
     );
     expect(rows.filter((r) => r.terminated).length).toBeGreaterThan(0);
-    await expect.poll(() => child.output()).toMatch(/idle PostgreSQL connection was closed/);
+    // As long as the other waits here: on a busy machine the process may take more than the
+    // poll's default second to read the termination from its sockets.
+    await expect
+      .poll(() => child.output(), { timeout: 20_000, interval: 100 })
+      .toMatch(/idle PostgreSQL connection was closed/);
 
     const second = await send('after');
     await delivered(second.id);
