@@ -112,12 +112,19 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       end();
       throw graphqlErrorFrom(err);
     }
+    // The call is under way already, and only a read awaits its outcome: the first read starts
+    // now, so a watch ended before anyone read it (myUnreadCount reads a count first) cannot leave
+    // the call's rejection unhandled, which would end the process.
+    let ahead: Promise<IteratorResult<WatchNotificationsResponse>> | null = stream.next();
+    ahead.catch(() => undefined);
     const done: IteratorReturnResult<undefined> = { done: true, value: undefined };
     const iterator: AsyncIterableIterator<Notification> = {
       async next() {
         try {
           while (!abort.signal.aborted) {
-            const read = await stream.next();
+            const reading = ahead ?? stream.next();
+            ahead = null;
+            const read = await reading;
             if (read.done) break;
             if (read.value.notification) {
               return { done: false, value: notificationFromPb(read.value.notification) };

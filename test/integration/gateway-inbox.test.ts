@@ -5,6 +5,7 @@
  * reconnect) and read-state changes on the `myNotifications` feed.
  */
 import { Channel, createHeraldClient, type HeraldClient } from '@herald/client';
+import { Code, ConnectError } from '@connectrpc/connect';
 import type { FormattedExecutionResult } from 'graphql';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { uuidv7 } from '../../src/domain/ids.js';
@@ -268,6 +269,45 @@ describe('the inbox over GraphQL', () => {
 });
 
 describe('myUnreadCount', () => {
+  it('ends cleanly when the client leaves while the first count is being read', async () => {
+    const user = newUser('early-leave');
+    const api = createHeraldClient({ baseUrl: t.h2cUrl });
+    cleanups.add(() => api.close());
+    // As a Connect client does: the call starts at once and only a read awaits its outcome,
+    // which is a rejection once the gateway aborts it.
+    const herald = {
+      ...api,
+      watchNotifications: (
+        _req: Parameters<HeraldClient['watchNotifications']>[0],
+        options?: Parameters<HeraldClient['watchNotifications']>[1],
+      ) => {
+        const call = new Promise<never>((_, reject) => {
+          options?.signal?.addEventListener('abort', () =>
+            reject(new ConnectError('This operation was aborted', Code.Canceled)),
+          );
+        });
+        return { [Symbol.asyncIterator]: () => ({ next: () => call }) };
+      },
+    } as unknown as HeraldClient;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.add(() => process.off('unhandledRejection', onUnhandled));
+    const subscription = createResolvers({ maxSubscriptionsPerCaller: 5 }).Subscription
+      ?.myUnreadCount as unknown as {
+      subscribe: (parent: unknown, args: unknown, ctx: GatewayContext) => AsyncIterator<number>;
+    };
+
+    const counts = subscription.subscribe({}, {}, { authorization: bearerFor(user), herald });
+    const first = counts.next();
+    await counts.return?.();
+    await first;
+    // Node reports a rejection nobody handled once the current task's microtasks have run.
+    await new Promise((resolve) => setImmediate(resolve));
+
+    expect(unhandled).toEqual([]);
+  });
+
   it('counts a delivery made before the api’s watch is live, for a user who had no notification', async () => {
     const user = newUser('late-watch');
     const api = createHeraldClient({ baseUrl: t.h2cUrl });
