@@ -82,6 +82,8 @@ export function createApiKeys(deps: {
       const bad: FieldViolation[] = [];
       if (name.trim() === '' || name.length > 128) {
         bad.push({ field: 'name', description: 'must be 1 to 128 characters' });
+      } else if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
+        bad.push({ field: 'name', description: 'must not contain control characters' });
       }
       if (scopes.length === 0) bad.push({ field: 'scopes', description: 'at least one scope' });
       scopes.forEach((s, i) => {
@@ -98,7 +100,8 @@ export function createApiKeys(deps: {
     },
     list: (tenantId: string, includeRevoked: boolean) => deps.store.list(tenantId, includeRevoked),
     async revoke(tenantId: string, id: string) {
-      const record = isUuid(id) ? await deps.store.revoke(tenantId, id) : null;
+      if (!isUuid(id)) throw new ValidationError([{ field: 'id', description: 'must be a UUID' }]);
+      const record = await deps.store.revoke(tenantId, id);
       if (record === null) throw new NotFoundError(`API key ${id}`);
       deps.onRevoked?.(record.prefix);
       return record;

@@ -11,7 +11,7 @@ import { eventOf, PAGE_SIZE } from './notifications.js';
 import { decodePageToken, pageOf } from './page-token.js';
 import type { StatusEvents } from './ports.js';
 import type { StatusEvent } from './status-event.js';
-import { validateUserId } from './validation.js';
+import { requireUserId, validateUserId } from './validation.js';
 
 /**
  * Which items a listing returns: `unread` (neither read nor archived, what the unread count
@@ -151,7 +151,7 @@ export function createInbox(deps: InboxDeps) {
   }
 
   async function markAllRead(tenantId: string, userId: string) {
-    requireUser(userId);
+    requireUserId(userId);
     let marked = 0;
     // Bounded statements, so one huge inbox holds no long lock; each locks a full batch of items
     // that are still unread, so a short batch means none is left.
@@ -165,7 +165,7 @@ export function createInbox(deps: InboxDeps) {
   }
 
   async function unreadCount(tenantId: string, userId: string): Promise<number> {
-    requireUser(userId);
+    requireUserId(userId);
     return store.unreadCount(tenantId, userId);
   }
 
@@ -176,12 +176,6 @@ export function createInbox(deps: InboxDeps) {
 export function inboxEventOf(n: Notification, change: InboxChange): StatusEvent {
   const e = eventOf(n, null, null);
   return { ...e, event: { ...e.event, inboxChange: change } };
-}
-
-function requireUser(userId: string): void {
-  const v: FieldViolation[] = [];
-  validateUserId(userId, (field, description) => v.push({ field, description }));
-  if (v.length > 0) throw new ValidationError(v);
 }
 
 function validateMark(input: MarkInboxInput): InboxChange {

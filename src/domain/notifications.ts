@@ -8,6 +8,7 @@ import {
   FailedPreconditionError,
   NotFoundError,
   ValidationError,
+  type FieldViolation,
 } from './errors.js';
 import { sendBatch } from './batch.js';
 import { canonicalJson } from './canonical-json.js';
@@ -29,7 +30,7 @@ import { addressFor, needsAddress, type Recipient, type RecipientStore } from '.
 import type { StatusEvent } from './status-event.js';
 import type { TemplateRenderer } from './templates.js';
 import { countStats, type StatsInput } from './stats.js';
-import { validateSend, type SendCommand, type SendInput } from './validation.js';
+import { validateSend, validateUserId, type SendCommand, type SendInput } from './validation.js';
 
 export interface NotificationsDeps {
   store: NotificationStore;
@@ -249,8 +250,9 @@ export function createNotifications(deps: NotificationsDeps) {
     const violations = [];
     if (input.pageSize < 0 || input.pageSize > PAGE_SIZE.max)
       violations.push({ field: 'page_size', description: `must be 0 to ${PAGE_SIZE.max}` });
-    if (input.userId.length > 128)
-      violations.push({ field: 'user_id', description: 'must be at most 128 characters' });
+    // Empty: every user's.
+    if (input.userId !== '')
+      validateUserId(input.userId, (field, description) => violations.push({ field, description }));
     if (input.createdAfter && input.createdBefore && input.createdAfter >= input.createdBefore)
       violations.push({ field: 'created_before', description: 'must be after created_after' });
     const before =
@@ -616,9 +618,8 @@ function validateWatch(target: WatchTarget): void {
     if (target.afterVersion !== null && target.afterVersion < 0)
       throw new ValidationError([{ field: 'after_version', description: 'must be at least 0' }]);
   } else {
-    const v = [];
-    if (target.userId === '' || target.userId.length > 128)
-      v.push({ field: 'user_id', description: 'must be 1 to 128 characters' });
+    const v: FieldViolation[] = [];
+    validateUserId(target.userId, (field, description) => v.push({ field, description }));
     if (target.initialCount < 0 || target.initialCount > WATCH_INITIAL_MAX)
       v.push({ field: 'initial_count', description: `must be 0 to ${WATCH_INITIAL_MAX}` });
     if (v.length > 0) throw new ValidationError(v);

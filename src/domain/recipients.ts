@@ -10,7 +10,13 @@ import {
   type FieldViolation,
 } from './errors.js';
 import type { Channel } from './notification.js';
-import { checkMap, validateAddress, validateUserId, type Bad } from './validation.js';
+import {
+  checkMap,
+  requireUserId,
+  validateAddress,
+  validateUserId,
+  type Bad,
+} from './validation.js';
 
 export interface PushTokenRecord {
   token: string;
@@ -137,17 +143,23 @@ export function createRecipients(store: RecipientStore) {
       return store.upsert(tenantId, fields);
     },
     async get(tenantId: string, userId: string) {
+      requireUserId(userId);
       const r = await store.get(tenantId, userId);
       if (r === null) throw new NotFoundError(`recipient ${JSON.stringify(userId)}`);
       return r;
     },
-    delete: (tenantId: string, userId: string) => store.delete(tenantId, userId),
+    async delete(tenantId: string, userId: string) {
+      requireUserId(userId);
+      return store.delete(tenantId, userId);
+    },
     async registerPushToken(tenantId: string, userId: string, token: string) {
       validateToken(userId, token);
       return store.registerPushToken(tenantId, userId, token);
     },
-    removePushToken: (tenantId: string, userId: string, token: string) =>
-      store.removePushToken(tenantId, userId, token),
+    async removePushToken(tenantId: string, userId: string, token: string) {
+      validateToken(userId, token);
+      return store.removePushToken(tenantId, userId, token);
+    },
   };
 }
 

@@ -214,6 +214,7 @@ export function compileTemplate(
   if (options.requireId || f.id !== '') validateTemplateId(f.id, bad, `${prefix}.id`);
   if (f.description.length > TEMPLATE_LIMITS.description)
     bad(`${prefix}.description`, `must be at most ${TEMPLATE_LIMITS.description} characters`);
+  else if (f.description.includes('\u0000')) bad(`${prefix}.description`, NO_NUL);
 
   const declared = new Set<string>();
   if (f.variables.length > TEMPLATE_LIMITS.variables)

@@ -99,6 +99,13 @@ export function validateUserId(userId: string, bad: Bad, field = 'user_id'): voi
   else if (CONTROL.test(userId)) bad(field, 'must not contain control characters');
 }
 
+/** Throws a ValidationError naming `field` unless `userId` is a valid user id. */
+export function requireUserId(userId: string, field = 'user_id'): void {
+  const v: FieldViolation[] = [];
+  validateUserId(userId, (f, description) => v.push({ field: f, description }), field);
+  if (v.length > 0) throw new ValidationError(v);
+}
+
 /** A category (Send, preferences): at most 64 characters of [a-z0-9._-], not starting with a symbol. */
 export function validateCategory(category: string, bad: Bad, field = 'category'): void {
   if (category.length > LIMITS.category)

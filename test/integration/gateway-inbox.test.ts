@@ -292,7 +292,9 @@ describe('myUnreadCount', () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
-    cleanups.add(() => process.off('unhandledRejection', onUnhandled));
+    cleanups.add(() => {
+      process.off('unhandledRejection', onUnhandled);
+    });
     const subscription = createResolvers({ maxSubscriptionsPerCaller: 5 }).Subscription
       ?.myUnreadCount as unknown as {
       subscribe: (parent: unknown, args: unknown, ctx: GatewayContext) => AsyncIterator<number>;
