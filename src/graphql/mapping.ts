@@ -197,16 +197,32 @@ export function timestampArg(
   field: string,
 ): Timestamp | undefined {
   if (value === null || value === undefined) return undefined;
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) {
-    throw new GraphQLError(`${field}: must be an ISO 8601 date-time`, {
-      extensions: {
-        code: 'BAD_USER_INPUT',
-        fieldViolations: [{ field, description: 'must be an ISO 8601 date-time' }],
-      },
+  const d = parseDateTime(value);
+  if (d === null) {
+    const description = 'must be an ISO 8601 date-time with a time zone, e.g. 2026-11-21T12:00:00Z';
+    throw new GraphQLError(`${field}: ${description}`, {
+      extensions: { code: 'BAD_USER_INPUT', fieldViolations: [{ field, description }] },
     });
   }
   return timestampFromDate(d);
+}
+
+// RFC 3339's date-time (ISO 8601 with the offset required), as protobuf's JSON reads Timestamps.
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+
+/**
+ * The instant of an RFC 3339 date-time, or null for anything else: another type (DateTime is a
+ * custom scalar, so any JSON value arrives here), no time zone (it would be read in the
+ * process's), a date alone, or a day the month does not have (Date would roll it over).
+ */
+function parseDateTime(value: unknown): Date | null {
+  if (typeof value !== 'string') return null;
+  const m = DATE_TIME.exec(value);
+  if (m === null) return null;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d;
 }
 
 const CODES: Partial<Record<Code, string>> = {

@@ -342,9 +342,14 @@ describe('sendNotifications (GraphQL)', () => {
           status: null,
           error: {
             code: 'BAD_USER_INPUT',
-            message: 'items[1].send_at: must be an ISO 8601 date-time',
+            message:
+              'items[1].send_at: must be an ISO 8601 date-time with a time zone, e.g. 2026-11-21T12:00:00Z',
             fieldViolations: [
-              { field: 'items[1].send_at', description: 'must be an ISO 8601 date-time' },
+              {
+                field: 'items[1].send_at',
+                description:
+                  'must be an ISO 8601 date-time with a time zone, e.g. 2026-11-21T12:00:00Z',
+              },
             ],
             retryAfterMs: null,
           },

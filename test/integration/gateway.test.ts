@@ -495,6 +495,27 @@ describe.each(VIAS)('errors through %s', (via) => {
     });
     expect(date.extensions?.code).toBe('BAD_USER_INPUT');
     expect(date.extensions?.fieldViolations?.map((v) => v.field)).toEqual(['send_at']);
+    // DateTime is RFC 3339 with the zone (what the api's JSON takes): nothing that Date() would
+    // also read (a year alone, a number, a date without a time or a zone, Feb 30) is taken.
+    for (const sendAt of [
+      '1',
+      true,
+      [2026],
+      1795400000000,
+      '2026-12-01',
+      '2026-12-01T10:00:00',
+      'Dec 25 2026 10:00',
+      '2027-02-30T10:00:00Z',
+    ]) {
+      const bad = await failure(open, via, {
+        query: SEND,
+        variables: { input: emailInput(user, { sendAt }) },
+      });
+      expect(
+        bad.extensions?.fieldViolations?.map((v) => v.field),
+        String(sendAt),
+      ).toEqual(['send_at']);
+    }
     expect(await storedCount(open, user)).toBe(0);
   });
 

@@ -12,7 +12,10 @@ export type Scalars = {
   Boolean: { input: boolean; output: boolean; }
   Int: { input: number; output: number; }
   Float: { input: number; output: number; }
-  /** An instant, as an ISO 8601 string in UTC (e.g. 2026-11-21T12:00:00.000Z). */
+  /**
+   * An instant. In answers an ISO 8601 string in UTC (e.g. 2026-11-21T12:00:00.000Z); as an argument an
+   * RFC 3339 date-time with its offset (Z or ±hh:mm, e.g. 2026-11-21T13:00:00+01:00), else BAD_USER_INPUT.
+   */
   DateTime: { input: string; output: string; }
 };
 
