@@ -101,8 +101,22 @@ const noSuggestions: Plugin = {
 function reportedAsValidationError() {
   return {
     propagateOnRejection: false,
-    onReject: [(ctx: ValidationContext | null, error: GraphQLError) => ctx?.reportError(error)],
+    onReject: [
+      (ctx: ValidationContext | null, error: GraphQLError) =>
+        ctx?.reportError(new GraphQLError(armorMessage(error.message))),
+    ],
   };
+}
+
+/**
+ * An armor rejection in words: without the "Syntax Error: " armor puts first (the operation
+ * parsed; it is too big), and for the cost, how it is counted.
+ */
+export function armorMessage(message: string): string {
+  const plain = message.replace(/^Syntax Error: /, '');
+  return plain.startsWith('Query Cost limit')
+    ? `${plain} A list's selection counts as many times as its \`first\` asks for: ask for fewer items or fewer fields.`
+    : plain;
 }
 
 /** The error under graphql's and yoga's wrappers: what actually went wrong. */

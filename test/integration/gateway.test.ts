@@ -730,6 +730,21 @@ describe('protection (R14)', () => {
     expect(fragmentErrors.map((e) => e.message).join('\n')).toMatch(/depth limit of \d+ exceeded/i);
   });
 
+  it('rejects a page too costly to answer before execution, saying how the cost is counted', async () => {
+    const res = await post(gatewayOf(open), 'port', {
+      query: '{ notifications(first: 500) { edges { node { id userId status createdAt } } } }',
+    });
+    const body = (await res.json()) as { data?: unknown; errors?: { message: string }[] };
+
+    expect(res.status).toBe(400);
+    expect(body.data).toBeUndefined();
+    expect(body.errors?.map((e) => e.message)).toEqual([
+      expect.stringMatching(
+        /^Query Cost limit of 5000 exceeded, found [\d.]+\. A list's selection counts as many times as its `first` asks for/,
+      ),
+    ]);
+  });
+
   it('rejects 1000 aliases before execution', async () => {
     const user = `aliases-${randomUUID()}`;
     const fields = Array.from(
