@@ -583,8 +583,12 @@ export function createTemplates(store: TemplateStore, options: TemplatesOptions 
       compileTemplate(fields);
       const created = await store.create(tenantId, fields);
       if (created === null) {
+        // Archived ids stay taken, and UpdateTemplate refuses them: say which case this is.
+        const existing = await store.get(tenantId, fields.id, null);
         throw new AlreadyExistsError(
-          `template ${JSON.stringify(fields.id)} already exists; UpdateTemplate adds a version`,
+          existing?.archivedAt
+            ? `template ${JSON.stringify(fields.id)} exists and is archived; its id cannot be used again`
+            : `template ${JSON.stringify(fields.id)} already exists; UpdateTemplate adds a version`,
         );
       }
       return created;

@@ -112,7 +112,7 @@ function reportedAsValidationError() {
  * An armor rejection in words: without the "Syntax Error: " armor puts first (the operation
  * parsed; it is too big), and for the cost, how it is counted.
  */
-export function armorMessage(message: string): string {
+function armorMessage(message: string): string {
   const plain = message.replace(/^Syntax Error: /, '');
   return plain.startsWith('Query Cost limit')
     ? `${plain} A list's selection counts as many times as its \`first\` asks for: ask for fewer items or fewer fields.`

@@ -469,7 +469,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       },
       myNotifications: {
         subscribe: (_, __, ctx) => {
-          requireUser(ctx);
+          requireUser(ctx, 'myNotifications');
           // The feed of the token's user (an empty user_id: the api fills in the user of the token
           // it verified), starting with the latest few so a reconnecting client sees the current
           // state.

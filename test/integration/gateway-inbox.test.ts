@@ -257,6 +257,19 @@ describe('the inbox over GraphQL', () => {
       const res = await gql(key, request);
       expect(res.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     }
+    // The user's own feeds too, each named.
+    for (const field of ['myNotifications', 'myUnreadCount']) {
+      const feed = subscribeSse(
+        gatewayUrl(),
+        { query: `subscription { ${field} ${field === 'myNotifications' ? '{ id }' : ''} }` },
+        { authorization: key },
+      );
+      cleanups.add(() => feed.close());
+      await expect.poll(() => feed.results.length, WAIT).toBe(1);
+      expect(feed.results[0]?.errors?.map((e) => [e.message, e.extensions?.code])).toEqual([
+        [`${field} needs a user token, not an API key`, 'FORBIDDEN'],
+      ]);
+    }
     const bad = await gql(bearerFor(newUser('bad')), {
       query: MARK,
       variables: { ids: ['nope'], action: 'SEEN' },

@@ -207,6 +207,12 @@ describe('TemplateService', () => {
     );
     const update = await rejection(client.templates.updateTemplate({ template: orderShipped(id) }));
     expect(update.code).toBe(Code.FailedPrecondition);
+    // Its id stays taken, and creating it again says so rather than pointing at UpdateTemplate.
+    const again = await rejection(client.templates.createTemplate({ template: orderShipped(id) }));
+    expect(again.code).toBe(Code.AlreadyExists);
+    expect(again.rawMessage).toBe(
+      `template "${id}" exists and is archived; its id cannot be used again`,
+    );
     const u = user();
     const send = await rejection(
       client.send({
