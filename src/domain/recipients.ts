@@ -73,8 +73,14 @@ export function validateRecipient(r: RecipientFields): void {
   if (v.length > 0) throw new ValidationError(v);
 }
 
-/** True for an IANA time zone name Intl knows (at most 64 characters). */
+/**
+ * True for an IANA time zone name Intl knows (at most 64 characters). Not a UTC offset (`+02:00`,
+ * which Intl also takes): it has no daylight-saving rules, so quiet hours would be an hour off
+ * half the year. (Names are kept as given: Intl's own spelling of some is the older one, e.g.
+ * Asia/Calcutta for Asia/Kolkata.)
+ */
 export function isTimeZone(tz: string): boolean {
+  if (/^[+-]/.test(tz)) return false;
   try {
     new Intl.DateTimeFormat('en', { timeZone: tz });
     return tz.length <= 64;

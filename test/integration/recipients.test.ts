@@ -129,6 +129,13 @@ describe('RecipientService', () => {
         'recipient.user_id',
       ].sort(),
     );
+    // A UTC offset is no IANA zone, though Intl takes it: it has no daylight saving.
+    for (const timeZone of ['+02:00', '-05:00']) {
+      const offset = await rejection(
+        client.recipients.upsertRecipient({ recipient: { userId: 'u-offset', timeZone } }),
+      );
+      expect(violatedFields(offset), timeZone).toEqual(['recipient.time_zone']);
+    }
     const token = await rejection(
       client.recipients.registerPushToken({ userId: 'u', token: 'a b' }),
     );
