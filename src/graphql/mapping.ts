@@ -64,27 +64,10 @@ const iso = (t: Timestamp | undefined): string | null =>
 const keyValues = (m: Record<string, string>) =>
   Object.entries(m).map(([key, value]) => ({ key, value }));
 
-/**
- * A list of GraphQL key-value inputs as the api's map (null or omitted: empty); a key given twice
- * is a BAD_USER_INPUT naming the second (`field` as the api names it), not one value dropped.
- */
-export function recordOf(
+/** A list of GraphQL key-value inputs as the api's map (null or omitted: empty). */
+export const recordOf = (
   kvs: readonly KeyValueInput[] | null | undefined,
-  field: string,
-): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [i, { key, value }] of (kvs ?? []).entries()) {
-    if (Object.hasOwn(out, key)) {
-      const at = `${field}[${i}].key`;
-      const description = `${JSON.stringify(key)} is given more than once`;
-      throw new GraphQLError(`${at}: ${description}`, {
-        extensions: { code: 'BAD_USER_INPUT', fieldViolations: [{ field: at, description }] },
-      });
-    }
-    out[key] = value;
-  }
-  return out;
-}
+): Record<string, string> => Object.fromEntries((kvs ?? []).map((kv) => [kv.key, kv.value]));
 
 /** A retry delay in whole milliseconds, as extensions.retryAfterMs carries it. */
 const millisOf = (d: Duration): number => Number(d.seconds) * 1000 + Math.round(d.nanos / 1e6);
@@ -295,14 +278,14 @@ export function sendRequestFromInput(
           body: input.content.body ?? '',
           html: input.content.html ?? '',
           title: input.content.title ?? '',
-          data: recordOf(input.content.data, `${field}content.data`),
+          data: recordOf(input.content.data),
         }
       : undefined,
     template: input.template
       ? {
           id: input.template.id,
           version: input.template.version ?? 0,
-          variables: recordOf(input.template.variables, `${field}template.variables`),
+          variables: recordOf(input.template.variables),
         }
       : undefined,
     to: input.to ?? '',
@@ -310,7 +293,7 @@ export function sendRequestFromInput(
     priority: input.priority ? priorityToPb(input.priority) : 0,
     category: input.category ?? '',
     sendAt: timestampArg(input.sendAt, `${field}send_at`),
-    metadata: recordOf(input.metadata, `${field}metadata`),
+    metadata: recordOf(input.metadata),
     correlationId: input.correlationId ?? '',
   };
 }
@@ -487,7 +470,7 @@ export function recipientInputToPb(input: RecipientInput) {
     phone: input.phone ?? '',
     timeZone: input.timeZone ?? '',
     locale: input.locale ?? '',
-    data: recordOf(input.data, 'recipient.data'),
+    data: recordOf(input.data),
   };
 }
 

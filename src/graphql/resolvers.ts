@@ -319,7 +319,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
                 id,
                 version: version ?? 0,
                 locale: locale ?? '',
-                variables: recordOf(variables, 'variables'),
+                variables: recordOf(variables),
                 channel: channel ? channelToPb(channel) : undefined,
               },
               asCaller(ctx),

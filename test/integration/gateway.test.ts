@@ -516,22 +516,6 @@ describe.each(VIAS)('errors through %s', (via) => {
         String(sendAt),
       ).toEqual(['send_at']);
     }
-    // A key given twice in a key-value list is named, not one of its values dropped.
-    const twice = await failure(open, via, {
-      query: SEND,
-      variables: {
-        input: emailInput(user, {
-          metadata: [
-            { key: 'a', value: '1' },
-            { key: 'a', value: '2' },
-          ],
-        }),
-      },
-    });
-    expect(twice.extensions?.code).toBe('BAD_USER_INPUT');
-    expect(twice.extensions?.fieldViolations).toEqual([
-      { field: 'metadata[1].key', description: '"a" is given more than once' },
-    ]);
     expect(await storedCount(open, user)).toBe(0);
   });
 
