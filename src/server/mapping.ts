@@ -84,16 +84,15 @@ function enumFilterFromPb<T extends string>(
   toDomain: (name: string) => T,
   violations: FieldViolation[],
 ): T[] {
-  const out: T[] = [];
-  for (const v of values) {
-    const name = e[v];
-    if (v === 0 || name === undefined) {
-      violations.push({ field, description: `must be defined values (got ${v})` });
-      return [];
-    }
-    out.push(toDomain(name));
+  const undefinedValues = values.filter((v) => v === 0 || e[v] === undefined);
+  if (undefinedValues.length > 0) {
+    violations.push({
+      field,
+      description: `must be defined values (got ${undefinedValues.join(', ')})`,
+    });
+    return [];
   }
-  return out;
+  return values.map((v) => toDomain(e[v] as string));
 }
 
 const statusFromName = (name: string) => name as Status;

@@ -233,6 +233,11 @@ describe('GetStats', () => {
       [{ ...window, channels: [Channel.UNSPECIFIED] }, ['channels'], /defined values/],
       [{ ...window, channels: [99 as Channel] }, ['channels'], /defined values/],
       [
+        { ...window, channels: [Channel.UNSPECIFIED, Channel.EMAIL, 9 as Channel] },
+        ['channels'],
+        /channels: must be defined values \(got 0, 9\)/,
+      ],
+      [
         { createdAfter: { seconds: 1n, nanos: -1 }, channels: [Channel.UNSPECIFIED] },
         ['created_after', 'channels'],
         /created_after: must be a valid timestamp; channels: must be defined values/,
