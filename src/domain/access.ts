@@ -12,6 +12,7 @@ import {
   type FieldViolation,
 } from './errors.js';
 import { isUuid } from './ids.js';
+import { hasControlCharacters } from './validation.js';
 
 export const SCOPES = ['send', 'read', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -82,7 +83,7 @@ export function createApiKeys(deps: {
       const bad: FieldViolation[] = [];
       if (name.trim() === '' || name.length > 128) {
         bad.push({ field: 'name', description: 'must be 1 to 128 characters' });
-      } else if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
+      } else if (hasControlCharacters(name)) {
         bad.push({ field: 'name', description: 'must not contain control characters' });
       }
       if (scopes.length === 0) bad.push({ field: 'scopes', description: 'at least one scope' });

@@ -78,6 +78,11 @@ export const LIMITS = {
 
 // Control characters (C0, DEL, C1) are never valid in identifiers.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** True when `s` holds a control character (C0, DEL or C1). */
+export function hasControlCharacters(s: string): boolean {
+  return CONTROL.test(s);
+}
 const LINE_BREAK = /[\r\n]/;
 const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
 const CATEGORY = /^[a-z0-9][a-z0-9._-]*$/;

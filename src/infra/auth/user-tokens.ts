@@ -8,7 +8,8 @@
  * key-selection headers, canonical base64url, and a bounded lifetime.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { UnauthenticatedError, ValidationError } from '../../domain/errors.js';
+import { UnauthenticatedError, ValidationError, type FieldViolation } from '../../domain/errors.js';
+import { validateUserId } from '../../domain/validation.js';
 
 /** The longest lifetime a token may have (`exp − iat`), in seconds, unless the verifier says less. */
 export const MAX_USER_TOKEN_TTL_SECONDS = 86_400;
@@ -24,9 +25,6 @@ const HEADER = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
 const ALLOWED_HEADER_PARAMS = new Set(['alg', 'typ']);
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-// Same rule as user ids in Send: 1 to 128 characters, no control characters (C0, DEL, C1).
-const MAX_ID_LENGTH = 128;
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 // Invalid UTF-8 must fail, not turn into U+FFFD and parse.
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -237,15 +235,12 @@ function isId(value: unknown): value is string {
   return idViolations('', value).length === 0;
 }
 
-function idViolations(field: string, value: unknown) {
-  if (typeof value !== 'string' || value.length === 0) {
-    return [{ field, description: 'is required' }];
-  }
-  if (value.length > MAX_ID_LENGTH) {
-    return [{ field, description: `must be at most ${MAX_ID_LENGTH} characters` }];
-  }
-  if (CONTROL.test(value)) return [{ field, description: 'must not contain control characters' }];
-  return [];
+/** The rule of user ids in Send (validateUserId), for the tenant id too. */
+function idViolations(field: string, value: unknown): FieldViolation[] {
+  if (typeof value !== 'string') return [{ field, description: 'is required' }];
+  const v: FieldViolation[] = [];
+  validateUserId(value, (f, description) => v.push({ field: f, description }), field);
+  return v;
 }
 
 /** Whole seconds since the epoch, as our tokens carry; fractions and negatives are refused. */
