@@ -9,6 +9,7 @@ import { startTestHerald } from '../support/herald.js';
 import { killAll, spawnHeraldAll } from '../support/processes.js';
 
 const cleanups = createCleanups();
+const APP = 'herald-pg-termination-test';
 
 afterEach(async () => {
   await killAll();
@@ -19,7 +20,9 @@ describe('herald all when PostgreSQL terminates its connections', () => {
   it('keeps running and delivers the next notification', async () => {
     const t = await startTestHerald({ roles: [] });
     cleanups.add(() => t.stop());
-    const { child, url } = await spawnHeraldAll(t.env);
+    // Named (node-postgres reads PGAPPNAME), so the test terminates this process's connections
+    // and no others.
+    const { child, url } = await spawnHeraldAll({ ...t.env, PGAPPNAME: APP });
     const client = createHeraldClient({ baseUrl: url });
     cleanups.add(() => client.close());
     const send = (subject: string) =>
@@ -40,14 +43,21 @@ describe('herald all when PostgreSQL terminates its connections', () => {
     const first = await send('before');
     await delivered(first.id);
 
-    // Every connection of the herald process is idle now; terminate them all.
-    const { rows } = await t.db.pool.query<{ terminated: boolean }>(
-      `select pg_terminate_backend(pid) as terminated from pg_stat_activity
-        where datname = current_database() and pid <> pg_backend_pid()`,
-    );
-    expect(rows.filter((r) => r.terminated).length).toBeGreaterThan(0);
-    // As long as the other waits here: on a busy machine the process may take more than the
-    // poll's default second to read the termination from its sockets.
+    // Terminate the process's idle connections. A sweep may hold its one connection at that
+    // moment (then only the sweep fails): try again until an idle one was caught.
+    await expect
+      .poll(
+        async () => {
+          const { rows } = await t.db.pool.query<{ n: string }>(
+            `select count(*) filter (where pg_terminate_backend(pid)) as n from pg_stat_activity
+              where application_name = $1 and state = 'idle'`,
+            [APP],
+          );
+          return Number(rows[0]?.n);
+        },
+        { timeout: 20_000, interval: 50 },
+      )
+      .toBeGreaterThan(0);
     await expect
       .poll(() => child.output(), { timeout: 20_000, interval: 100 })
       .toMatch(/idle PostgreSQL connection was closed/);
