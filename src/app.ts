@@ -45,6 +45,7 @@ import {
   type Database,
 } from './infra/postgres/orm.js';
 import type { Logger } from './logger.js';
+import { hostRule, type ResolveHost } from './providers/private-addresses.js';
 import { providerEntriesFor } from './providers/registry.js';
 import { createGateway } from './graphql/gateway.js';
 import { createMaxDeliveriesHandler } from './scheduler/max-deliveries.js';
@@ -77,6 +78,8 @@ export interface HeraldOptions {
   developmentKey?: boolean;
   /** Called at a crash point when config.worker.crashAt names it (tests only). */
   crash?: (point: CrashPoint | 'mid-sweep') => void;
+  /** Resolves the host names of webhook `to` URLs (tests: a fixed table); default the system's. */
+  resolveHost?: ResolveHost;
 }
 
 export interface Herald {
@@ -124,6 +127,8 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
         concurrency: config.worker.concurrency[channel],
         logFile: config.logProviderFile,
         allowLogFallback: config.env !== 'production',
+        webhookPrivateAddresses: config.webhookPrivateAddresses,
+        resolveHost: options.resolveHost,
       }),
       logger.child({ channel }),
     ),
@@ -179,6 +184,7 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       recipients: recipientStore,
       preferences,
       templates,
+      sendRules: config.webhookPrivateAddresses === 'deny' ? { webhookUrl: hostRule } : {},
       events,
       logger,
       hash: (s) => createHash('sha256').update(s).digest('hex'),

@@ -144,6 +144,8 @@ const schema = z.object({
   /** Providers per channel (JSON; see src/providers/registry.ts and the README). */
   HERALD_PROVIDERS_FILE: z.string().default(''),
   HERALD_PROVIDERS: z.string().default(''),
+  /** Webhook `to` URLs to private addresses: `deny` (production's default) or `allow`. */
+  HERALD_WEBHOOK_PRIVATE_ADDRESSES: z.enum(['deny', 'allow']).optional(),
   HERALD_BREAKER_FAILURES: int(5, 1),
   HERALD_BREAKER_COOLDOWN_MS: int(60_000, 0),
   HERALD_DLQ_MAX_AGE_MS: int(30 * 86_400_000, 60_000),
@@ -227,6 +229,12 @@ export interface Config {
   logProviderFile: string | null;
   /** Providers per channel, in failover order; unconfigured channels use the log provider. */
   providers: ProvidersConfig;
+  /**
+   * `deny`: a webhook notification's own `to` must not reach private, loopback, link-local or
+   * reserved addresses (refused at Send when its host shows it, and when delivering); the
+   * providers' configured urls are trusted either way.
+   */
+  webhookPrivateAddresses: 'deny' | 'allow';
   rateLimit: {
     enabled: boolean;
     redisUrl: string;
@@ -360,6 +368,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     logProviderFile: e.HERALD_LOG_PROVIDER_FILE === '' ? null : e.HERALD_LOG_PROVIDER_FILE,
     providers: providers.config,
+    webhookPrivateAddresses:
+      e.HERALD_WEBHOOK_PRIVATE_ADDRESSES ?? (e.HERALD_ENV === 'production' ? 'deny' : 'allow'),
     rateLimit: {
       enabled: e.HERALD_RATE_LIMIT_ENABLED,
       redisUrl: e.HERALD_REDIS_URL,

@@ -30,7 +30,13 @@ import { addressFor, needsAddress, type Recipient, type RecipientStore } from '.
 import type { StatusEvent } from './status-event.js';
 import type { TemplateRenderer } from './templates.js';
 import { countStats, type StatsInput } from './stats.js';
-import { validateSend, validateUserId, type SendCommand, type SendInput } from './validation.js';
+import {
+  validateSend,
+  validateUserId,
+  type SendCommand,
+  type SendInput,
+  type SendRules,
+} from './validation.js';
 
 export interface NotificationsDeps {
   store: NotificationStore;
@@ -50,6 +56,8 @@ export interface NotificationsDeps {
    * every Send as asked (tests of other parts).
    */
   preferences: Pick<Preferences, 'forSend'> | null;
+  /** This deployment's own Send rules (e.g. HERALD_WEBHOOK_PRIVATE_ADDRESSES); none when absent. */
+  sendRules?: SendRules;
   now?: () => Date;
   /**
    * How long after publishing the api stamps published_at on rows no worker has claimed (and so
@@ -165,7 +173,7 @@ export function createNotifications(deps: NotificationsDeps) {
 
   async function send(tenantId: string, input: SendInput): Promise<SendResult> {
     const at = now();
-    const cmd = validateSend(input, at);
+    const cmd = validateSend(input, at, deps.sendRules);
     const requestHash = cmd.idempotencyKey === null ? null : deps.hash(canonicalJson(cmd));
     const replay = (existing: { notification: Notification; requestHash: string | null }) => {
       if (existing.requestHash !== requestHash) {

@@ -122,8 +122,17 @@ export function validateCategory(category: string, bad: Bad, field = 'category')
     );
 }
 
+/** This deployment's rules on top of the contract's (configuration decides them). */
+export interface SendRules {
+  /**
+   * Refusals of a webhook's `to` (a valid http(s) URL): the rule `url` breaks, or null.
+   * HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny refuses hosts that are private addresses.
+   */
+  webhookUrl?: (url: URL) => string | null;
+}
+
 /** Validates a Send request; throws ValidationError listing every bad field. */
-export function validateSend(input: SendInput, now: Date): SendCommand {
+export function validateSend(input: SendInput, now: Date, rules: SendRules = {}): SendCommand {
   const v: FieldViolation[] = [];
   const bad = (field: string, description: string) => v.push({ field, description });
 
@@ -160,7 +169,8 @@ export function validateSend(input: SendInput, now: Date): SendCommand {
   else if (template !== null) validateTemplateRef(template, bad);
   else if (content !== null) validateContent(content, channel, bad);
 
-  if (input.to !== '' && channel !== null) validateAddress(input.to, channel, bad);
+  if (input.to !== '' && channel !== null)
+    validateAddress(input.to, channel, bad, 'to', rules.webhookUrl);
 
   if (input.idempotencyKey.length > LIMITS.idempotencyKey)
     bad('idempotency_key', `must be at most ${LIMITS.idempotencyKey} characters`);
@@ -327,8 +337,17 @@ export function missingParts(
   return REQUIRED_PARTS[channel].filter((group) => !group.anyOf.some(present));
 }
 
-/** The address rules of each channel, for `field` (Send's `to`, or a recipient's own fields). */
-export function validateAddress(to: string, channel: Channel, bad: Bad, field = 'to'): void {
+/**
+ * The address rules of each channel, for `field` (Send's `to`, or a recipient's own fields);
+ * `webhookUrl` adds the deployment's own (SendRules.webhookUrl).
+ */
+export function validateAddress(
+  to: string,
+  channel: Channel,
+  bad: Bad,
+  field = 'to',
+  webhookUrl?: SendRules['webhookUrl'],
+): void {
   if (to.includes(NUL)) {
     bad(field, NO_NUL);
     return;
@@ -352,6 +371,10 @@ export function validateAddress(to: string, channel: Channel, bad: Bad, field = 
     case 'webhook':
       if (to.length > LIMITS.url || !isHttpUrl(to))
         bad(field, `must be an http or https URL of at most ${LIMITS.url} characters for webhook`);
+      else {
+        const broken = webhookUrl?.(new URL(to)) ?? null;
+        if (broken !== null) bad(field, broken);
+      }
       break;
     case 'in_app':
       bad(field, 'must be empty for in_app');

@@ -5,28 +5,49 @@
  * transient. Providers refine the permanent/transient split from the response body where their API
  * says more (e.g. FCM's UNREGISTERED token).
  */
-import { PermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
+import {
+  isPermanentDeliveryError,
+  PermanentDeliveryError,
+  TransientDeliveryError,
+} from '../domain/errors.js';
 
 export interface HttpResponse {
   status: number;
-  headers: Headers;
+  /** The response's headers (global fetch's or undici's: both read alike). */
+  headers: Pick<Headers, 'get'>;
   /** The body as text ('' when empty). */
   text: string;
 }
 
 /**
  * Sends one request. Network failures and aborts become TransientDeliveryError naming `provider`;
- * any HTTP status resolves (classify it with `failureOf`).
+ * any HTTP status resolves (classify it with `failureOf`). With a `dispatcher` (an undici Agent),
+ * the request goes through undici's own fetch, the one that dispatcher belongs to, and a
+ * PermanentDeliveryError its connector raised (a refused address) is thrown as it is.
  */
 export async function httpRequest(
   provider: string,
   url: string,
-  init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal },
+  init: {
+    method: string;
+    headers: Record<string, string>;
+    body?: string;
+    signal: AbortSignal;
+    dispatcher?: Dispatcher;
+  },
 ): Promise<HttpResponse> {
-  let response: Response;
+  const { dispatcher, ...request } = init;
+  let response: Pick<HttpResponse, 'status' | 'headers'> & { text(): Promise<string> };
   try {
-    response = await fetch(url, { ...init, redirect: 'manual' });
+    response =
+      dispatcher === undefined
+        ? await fetch(url, { ...request, redirect: 'manual' })
+        : await undiciFetch(url, { ...request, redirect: 'manual', dispatcher });
   } catch (err) {
+    const cause = (err as Error).cause;
+    // A refusal by the dispatcher's own connector (private-addresses.ts): no retry changes it.
+    if (isPermanentDeliveryError(cause)) throw cause;
     const reason = init.signal.aborted
       ? 'request aborted'
       : ((err as Error).cause as Error | undefined)?.message ||

@@ -15,9 +15,14 @@ import type { ChainEntry } from '../workers/provider-chain.js';
 import { createFcmProvider, fcmProviderConfig } from './fcm.js';
 import { createInAppProvider } from './in-app.js';
 import { createLogProvider } from './log.js';
+import type { ResolveHost } from './private-addresses.js';
 import { createSmtpProvider, smtpProviderConfig } from './smtp.js';
 import { createTwilioProvider, twilioProviderConfig } from './twilio.js';
-import { createWebhookProvider, webhookProviderConfig } from './webhook.js';
+import {
+  createWebhookProvider,
+  webhookProviderConfig,
+  type WebhookProviderConfig,
+} from './webhook.js';
 
 const logProviderConfig = z
   .object({
@@ -39,10 +44,8 @@ const TYPES = {
     schema: fcmProviderConfig,
     create: (c: z.output<typeof fcmProviderConfig>) => createFcmProvider(c),
   },
-  webhook: {
-    schema: webhookProviderConfig,
-    create: (c: z.output<typeof webhookProviderConfig>) => createWebhookProvider(c),
-  },
+  // Built by build(), which gives it the chain defaults' private-address rule.
+  webhook: { schema: webhookProviderConfig, create: null },
   log: { schema: logProviderConfig, create: null },
   in_app: { schema: inAppProviderConfig, create: null },
 } as const;
@@ -249,6 +252,10 @@ export interface ChainDefaults {
   logFile: string | null;
   /** Whether an unconfigured channel may fall back to the log provider (not in production). */
   allowLogFallback: boolean;
+  /** HERALD_WEBHOOK_PRIVATE_ADDRESSES: may a webhook notification's own `to` reach them? */
+  webhookPrivateAddresses: 'allow' | 'deny';
+  /** How webhook `to` host names are resolved; default the system's resolver. */
+  resolveHost?: ResolveHost;
 }
 
 /**
@@ -288,6 +295,11 @@ function build(e: ProviderEntry, defaults: ChainDefaults): Provider {
     }
     case 'in_app':
       return { ...createInAppProvider(), name: e.options.name };
+    case 'webhook':
+      return createWebhookProvider(e.options as WebhookProviderConfig, undefined, {
+        privateAddresses: defaults.webhookPrivateAddresses,
+        resolveHost: defaults.resolveHost,
+      });
     default: {
       const create = TYPES[e.type].create as (options: unknown) => Provider;
       return create(e.options);

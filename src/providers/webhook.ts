@@ -2,14 +2,19 @@
  * The `webhook` provider: POSTs the notification as JSON to the receiver's URL, signed with
  * HMAC-SHA256 over `${timestamp}.${body}` with the tenant's secret. `signWebhook` and
  * `verifyWebhookSignature` are the two halves of that scheme; docs/webhooks.md is the receiver's
- * side of the contract.
+ * side of the contract. Requests go through undici, on agents of the provider's own: a plain one
+ * for the configured url, and for a notification's own `to`, with
+ * HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny, one that connects to public addresses only
+ * (private-addresses.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Agent } from 'undici';
 import { z } from 'zod';
 import { PermanentDeliveryError } from '../domain/errors.js';
 import type { Notification } from '../domain/notification.js';
 import type { DeliveryResult, Provider } from '../domain/ports.js';
 import { failureOf, httpRequest } from './http.js';
+import { createAddressGuard, type AddressGuard, type ResolveHost } from './private-addresses.js';
 
 export const webhookProviderConfig = z
   .object({
@@ -29,6 +34,16 @@ export type WebhookProviderConfig = z.infer<typeof webhookProviderConfig>;
 /** How far a signed timestamp may be from the receiver's clock, by default. */
 const DEFAULT_TOLERANCE_SECONDS = 300;
 
+export interface WebhookDeliveryOptions {
+  /**
+   * `deny`: a notification's own `to` reaches public addresses only; the configured url, the
+   * operator's, is trusted (HERALD_WEBHOOK_PRIVATE_ADDRESSES). Default `allow`.
+   */
+  privateAddresses?: 'allow' | 'deny';
+  /** How the host names of `to` URLs are resolved under `deny`; default the system's resolver. */
+  resolveHost?: ResolveHost;
+}
+
 /**
  * Creates the provider; `config` is the parsed (`webhookProviderConfig`) configuration and `now`
  * the clock the signature timestamp is read from (ms since the epoch).
@@ -36,8 +51,12 @@ const DEFAULT_TOLERANCE_SECONDS = 300;
 export function createWebhookProvider(
   config: WebhookProviderConfig,
   now: () => number = () => Date.now(),
+  options: WebhookDeliveryOptions = {},
 ): Provider {
   const { name } = config;
+  const trusted = new Agent();
+  const guard: AddressGuard | null =
+    options.privateAddresses === 'deny' ? createAddressGuard(name, options.resolveHost) : null;
   return {
     name,
     async deliver(notification: Notification, signal: AbortSignal): Promise<DeliveryResult> {
@@ -49,6 +68,10 @@ export function createWebhookProvider(
       // to data: or blob: URLs. The URL is not echoed: it may carry the receiver's token.
       if (!isHttpUrl(target))
         throw new PermanentDeliveryError(`${name}: 'to' is not an http(s) URL`);
+      // Checked here too, not only when accepted: the setting may have changed since, and only
+      // here is a host name resolved to the address actually connected to.
+      const guarded = guard !== null && notification.to !== null ? guard : null;
+      guarded?.checkLiteral(new URL(target));
 
       // Built once: the signature must cover exactly the bytes sent.
       const body = JSON.stringify({
@@ -82,11 +105,15 @@ export function createWebhookProvider(
         },
         body,
         signal,
+        dispatcher: guarded?.dispatcher ?? trusted,
       });
       const failed = failureOf(name, response);
       if (failed !== null) throw failed;
       const requestId = response.headers.get('x-request-id');
       return requestId ? { providerMessageId: requestId } : {};
+    },
+    async close() {
+      await Promise.all([trusted.close(), guard?.close()]);
     },
   };
 }

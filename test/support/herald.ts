@@ -13,6 +13,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { CHANNELS } from '../../src/domain/notification.js';
 import { GRAPHQL_PATH } from '../../src/graphql/gateway.js';
 import { deleteStreams } from '../../src/infra/nats/streams.js';
+import type { ResolveHost } from '../../src/providers/private-addresses.js';
 import { NATS_URL, randomLayout } from './nats.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 
@@ -40,6 +41,8 @@ export interface TestHeraldOptions {
   env?: Record<string, string>;
   /** Also start the GraphQL gateway in this process, against this api. */
   gateway?: boolean;
+  /** How the webhook provider resolves the host names of `to` URLs (default: the system's). */
+  resolveHost?: ResolveHost;
 }
 
 export async function startTestHerald(options: TestHeraldOptions = {}): Promise<TestHerald> {
@@ -81,6 +84,7 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     config,
     logger: pino({ level: 'warn' }),
     roles: options.roles ?? ['api', 'worker', 'scheduler'],
+    resolveHost: options.resolveHost,
   });
   const ports = herald.ports ?? { h2cPort: 0, httpPort: 0 };
   // HERALD_GATEWAY_PORT is 0 here: a free port.

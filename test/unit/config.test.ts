@@ -186,6 +186,23 @@ describe('loadConfig', () => {
     ).toBe(true);
   });
 
+  it('denies private webhook addresses in production and allows them elsewhere, unless set', () => {
+    const production = { HERALD_ENV: 'production', HERALD_TOKEN_SECRET: 'x'.repeat(32) };
+    expect(loadConfig(production).webhookPrivateAddresses).toBe('deny');
+    expect(loadConfig({}).webhookPrivateAddresses).toBe('allow');
+    expect(loadConfig({ HERALD_ENV: 'test' }).webhookPrivateAddresses).toBe('allow');
+    expect(
+      loadConfig({ ...production, HERALD_WEBHOOK_PRIVATE_ADDRESSES: 'allow' })
+        .webhookPrivateAddresses,
+    ).toBe('allow');
+    expect(loadConfig({ HERALD_WEBHOOK_PRIVATE_ADDRESSES: 'deny' }).webhookPrivateAddresses).toBe(
+      'deny',
+    );
+    expect(() => loadConfig({ HERALD_WEBHOOK_PRIVATE_ADDRESSES: 'off' })).toThrow(
+      /HERALD_WEBHOOK_PRIVATE_ADDRESSES/,
+    );
+  });
+
   it('ignores the crash hook outside the test environment', () => {
     expect(loadConfig({ HERALD_TEST_CRASH_AT: 'after-claim' }).worker.crashAt).toBe('');
     expect(

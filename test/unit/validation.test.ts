@@ -394,6 +394,43 @@ describe('validateSend', () => {
       expect(fields({ channel: 'webhook', content: { body: 'b' }, to })).toEqual(['to']);
     });
 
+    describe("with the deployment's webhook URL rule", () => {
+      const seen: string[] = [];
+      const rules = {
+        webhookUrl: (url: URL) => {
+          seen.push(url.href);
+          return url.hostname === '10.0.0.5' ? 'must not be a private address' : null;
+        },
+      };
+      const send = (overrides: Partial<SendInput>) => () =>
+        validateSend(input({ content: { body: 'b' }, ...overrides }), NOW, rules);
+
+      it('is rejected for webhook, naming to and the rule, when the rule refuses the URL', () => {
+        expect(send({ channel: 'webhook', to: 'http://10.0.0.5/admin' })).toThrow(
+          expect.objectContaining({
+            violations: [{ field: 'to', description: 'must not be a private address' }],
+          }),
+        );
+      });
+
+      it('is accepted for webhook when the rule lets the URL through', () => {
+        expect(send({ channel: 'webhook', to: 'https://hooks.example.com/h' })().to).toBe(
+          'https://hooks.example.com/h',
+        );
+      });
+
+      it('is applied to valid webhook URLs only', () => {
+        seen.length = 0;
+        expect(send({ channel: 'webhook', to: 'ftp://10.0.0.5/' })).toThrow(ValidationError);
+        expect(
+          send({ channel: 'email', content: { subject: 's', body: 'b' }, to: 'a@10.0.0.5' }),
+        ).not.toThrow();
+        expect(send({ channel: 'webhook' })).not.toThrow();
+
+        expect(seen).toEqual([]);
+      });
+    });
+
     it('must be empty for in_app', () => {
       expect(violations({ channel: 'in_app', content: { title: 't' }, to: 'user-42' })).toEqual([
         { field: 'to', description: 'must be empty for in_app' },

@@ -2,6 +2,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PermanentDeliveryError, TransientDeliveryError } from '../../../src/domain/errors.js';
 import type { Notification } from '../../../src/domain/notification.js';
+import { httpRequest } from '../../../src/providers/http.js';
+import {
+  createAddressGuard,
+  PRIVATE_ADDRESS_RULE,
+  type ResolveHost,
+} from '../../../src/providers/private-addresses.js';
 import {
   createWebhookProvider,
   signWebhook,
@@ -267,6 +273,160 @@ describe('createWebhookProvider', () => {
 
     expect(error).toBeInstanceOf(TransientDeliveryError);
     expect(error.message).toContain('aborted');
+  });
+});
+
+/** A resolver that knows only `table` (host name -> addresses) and counts its lookups. */
+function resolverOf(table: Record<string, string[]>): ResolveHost & { calls: string[] } {
+  const calls: string[] = [];
+  const resolve = (hostname: string) => {
+    calls.push(hostname);
+    const addresses = table[hostname];
+    if (addresses === undefined) {
+      return Promise.reject(
+        Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }),
+      );
+    }
+    return Promise.resolve(
+      addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+    );
+  };
+  return Object.assign(resolve, { calls });
+}
+
+describe('createWebhookProvider with private addresses denied', () => {
+  const TOKEN = 'receiver-token-4f1c';
+
+  function denying(resolveHost?: ResolveHost) {
+    return createWebhookProvider(config(), () => NOW, { privateAddresses: 'deny', resolveHost });
+  }
+
+  it.each([
+    ['a loopback IP literal', (port: string) => `http://127.0.0.1:${port}/hooks/${TOKEN}`],
+    [
+      'an IPv4-mapped IPv6 literal of loopback',
+      (port: string) => `http://[::ffff:127.0.0.1]:${port}/hooks/${TOKEN}`,
+    ],
+    [
+      'a loopback literal as one number',
+      (port: string) => `http://2130706433:${port}/hooks/${TOKEN}`,
+    ],
+  ])(
+    'fails permanently, without a request, naming the rule and the address, when to is %s',
+    async (_, urlFor) => {
+      const error = await rejection(
+        denying().deliver(
+          hook({ to: urlFor(new URL(fake.url).port) }),
+          new AbortController().signal,
+        ),
+      );
+
+      expect(error).toBeInstanceOf(PermanentDeliveryError);
+      expect(error.message).toMatch(
+        /^webhook: refused to connect to (127\.0\.0\.1|::ffff:7f00:1): /,
+      );
+      expect(error.message).toContain(PRIVATE_ADDRESS_RULE);
+      expect(error.message).not.toContain(TOKEN);
+      expect(fake.requests).toHaveLength(0);
+    },
+  );
+
+  it('fails permanently, without a request, when the system resolver gives a loopback address for to', async () => {
+    const error = await rejection(
+      denying().deliver(
+        hook({ to: `http://localhost:${new URL(fake.url).port}/hooks/${TOKEN}` }),
+        new AbortController().signal,
+      ),
+    );
+
+    expect(error).toBeInstanceOf(PermanentDeliveryError);
+    expect(error.message).toMatch(/^webhook: refused to connect to (127\.0\.0\.1|::1): /);
+    expect(error.message).toContain('HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny');
+    expect(error.message).not.toContain(TOKEN);
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  it('fails permanently when any address of the host is private, even with a public one first', async () => {
+    const resolve = resolverOf({ 'hooks.example.com': ['93.184.216.34', '10.0.0.5'] });
+
+    const error = await rejection(
+      denying(resolve).deliver(
+        hook({ to: `http://hooks.example.com/hooks/${TOKEN}` }),
+        new AbortController().signal,
+      ),
+    );
+
+    expect(error).toBeInstanceOf(PermanentDeliveryError);
+    expect(error.message).toMatch(/^webhook: refused to connect to 10\.0\.0\.5: /);
+    expect(resolve.calls).toEqual(['hooks.example.com']);
+  });
+
+  it('fails transiently when the host name does not resolve', async () => {
+    const error = await rejection(
+      denying(resolverOf({})).deliver(
+        hook({ to: `http://nowhere.example/hooks/${TOKEN}` }),
+        new AbortController().signal,
+      ),
+    );
+
+    expect(error).toBeInstanceOf(TransientDeliveryError);
+    expect(error.message).toContain('ENOTFOUND');
+  });
+
+  it('posts to the configured url, a loopback address, when the notification has no to', async () => {
+    fake.respond({ status: 204 });
+
+    await denying().deliver(hook({ to: null }), new AbortController().signal);
+
+    expect(fake.requests.map((r) => r.path)).toEqual(['/default']);
+  });
+});
+
+describe('createAddressGuard', () => {
+  it('connects to the address it resolved and checked, looked up once, keeping the host name in the request', async () => {
+    fake.respond({ status: 200 });
+    const port = new URL(fake.url).port;
+    const resolve = resolverOf({ 'receiver.test': ['127.0.0.1'] });
+    // Loopback allowed here, so the connection the guard makes can be watched arriving.
+    const guard = createAddressGuard('hook', resolve, () => false);
+
+    try {
+      const response = await httpRequest('hook', `http://receiver.test:${port}/in`, {
+        method: 'POST',
+        headers: {},
+        body: '{}',
+        signal: new AbortController().signal,
+        dispatcher: guard.dispatcher,
+      });
+      expect(response.status).toBe(200);
+    } finally {
+      await guard.close();
+    }
+
+    expect(fake.requests.map((r) => [r.path, r.headers.host])).toEqual([
+      ['/in', `receiver.test:${port}`],
+    ]);
+    expect(resolve.calls).toEqual(['receiver.test']);
+  });
+
+  it('refuses, without a connection, the address a host name resolves to', async () => {
+    const guard = createAddressGuard('hook', resolverOf({ 'receiver.test': ['127.0.0.1'] }));
+
+    try {
+      const error = await rejection(
+        httpRequest('hook', `http://receiver.test:${new URL(fake.url).port}/in`, {
+          method: 'POST',
+          headers: {},
+          signal: new AbortController().signal,
+          dispatcher: guard.dispatcher,
+        }),
+      );
+      expect(error).toBeInstanceOf(PermanentDeliveryError);
+      expect(error.message).toMatch(/^hook: refused to connect to 127\.0\.0\.1: /);
+    } finally {
+      await guard.close();
+    }
+    expect(fake.requests).toHaveLength(0);
   });
 });
 

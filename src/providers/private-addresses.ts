@@ -1,0 +1,159 @@
+/**
+ * The addresses a webhook notification's own `to` URL may not reach when
+ * HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny: private, loopback, link-local, shared (carrier-grade NAT),
+ * benchmarking, multicast, reserved and unspecified ones, in IPv4 and IPv6, and the IPv6 forms
+ * that carry such an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`).
+ * Otherwise any caller with the `send` scope could make Herald POST to its own network: a cloud
+ * metadata service, Redis on loopback, an internal admin page.
+ *
+ * Two checks use them. Send's validation refuses what the URL alone shows (`hostRule`: an IP
+ * literal, `localhost`). Delivery is the authoritative one (`createAddressGuard`): an IP literal is
+ * checked before connecting, and a host name is resolved once, every address checked, and the
+ * connection made to those checked addresses only, so a name that resolves to a private address, or
+ * starts to between the two checks, gets nowhere.
+ */
+import { lookup as systemLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { Agent } from 'undici';
+import { PermanentDeliveryError } from '../domain/errors.js';
+
+/** What a refused address is, and the setting that refuses it; names no URL. */
+export const PRIVATE_ADDRESS_RULE =
+  'must not be a private, loopback, link-local or reserved address (HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny)';
+
+const IPV4_RANGES: readonly (readonly [network: string, prefix: number])[] = [
+  ['0.0.0.0', 8], // "this network": 0.0.0.0 reaches the local host
+  ['10.0.0.0', 8], // private
+  ['100.64.0.0', 10], // shared address space (carrier-grade NAT)
+  ['127.0.0.0', 8], // loopback
+  ['169.254.0.0', 16], // link-local, where cloud metadata services answer
+  ['172.16.0.0', 12], // private
+  ['192.0.0.0', 24], // IETF protocol assignments
+  ['192.168.0.0', 16], // private
+  ['198.18.0.0', 15], // benchmarking
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, with the broadcast address 255.255.255.255
+];
+
+const IPV6_RANGES: readonly (readonly [network: string, prefix: number])[] = [
+  ['::', 128], // unspecified
+  ['::1', 128], // loopback
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['ff00::', 8], // multicast
+];
+
+/** IPv6 prefixes whose last 32 bits are the IPv4 address a connection reaches. */
+const IPV4_CARRIERS = ['::ffff:', '64:ff9b::'] as const; // IPv4-mapped; NAT64 (RFC 6052)
+
+const REFUSED = new BlockList();
+for (const [network, prefix] of IPV4_RANGES) {
+  REFUSED.addSubnet(network, prefix, 'ipv4');
+  // Both written out: BlockList matches an IPv4 rule against IPv4-mapped addresses by itself, but
+  // not against NAT64 ones, and an explicit rule does not hang on that behaviour.
+  for (const carrier of IPV4_CARRIERS) {
+    REFUSED.addSubnet(`${carrier}${network}`, 96 + prefix, 'ipv6');
+  }
+}
+for (const [network, prefix] of IPV6_RANGES) REFUSED.addSubnet(network, prefix, 'ipv6');
+
+/**
+ * True when a webhook's own `to` must not reach `address` (an IPv4 or IPv6 address, as a resolver
+ * or a URL's host gives it). A string that is not an IP address is refused too.
+ */
+export function isRefusedAddress(address: string): boolean {
+  const family = isIP(address);
+  // BlockList matches nothing it cannot parse: such a string would pass.
+  if (family === 0) return true;
+  return REFUSED.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * The rule a webhook `to` URL breaks by its host alone — an IP literal in a refused range (as the
+ * URL parser normalised it: `http://2130706433/` is 127.0.0.1), `localhost` or a name under
+ * `.localhost` — or null. Other names are checked when delivering, once resolved.
+ */
+export function hostRule(url: URL): string | null {
+  const literal = ipLiteralOf(url);
+  if (literal !== null) return isRefusedAddress(literal) ? PRIVATE_ADDRESS_RULE : null;
+  const name = url.hostname.replace(/\.+$/, '');
+  return name === 'localhost' || name.endsWith('.localhost') ? PRIVATE_ADDRESS_RULE : null;
+}
+
+/** How a host name is resolved: every address, as dns.lookup with `all: true` gives them. */
+export type ResolveHost = (hostname: string, options: LookupOptions) => Promise<LookupAddress[]>;
+
+/** The system's resolver (getaddrinfo: /etc/hosts, then DNS), as node:net itself uses it. */
+export const resolveWithSystem: ResolveHost = (hostname, options) =>
+  new Promise((resolve, reject) => {
+    systemLookup(hostname, { ...options, all: true }, (err, addresses) =>
+      err ? reject(err) : resolve(addresses),
+    );
+  });
+
+/**
+ * A node:net `lookup` that resolves with `resolve` and refuses (with a PermanentDeliveryError of
+ * `provider`) when any address is one `refuses`; otherwise it hands net exactly the addresses it
+ * checked, so the connection goes to one of them and nothing is looked up a second time.
+ */
+export function checkedLookup(
+  provider: string,
+  resolve: ResolveHost,
+  refuses: (address: string) => boolean = isRefusedAddress,
+): LookupFunction {
+  return (hostname, options, callback) => {
+    void resolve(hostname, options).then(
+      (addresses) => {
+        // Any refused address refuses the host: which one net would pick is not ours to know.
+        const refused = addresses.find((a) => refuses(a.address));
+        const first = addresses[0];
+        if (refused !== undefined) callback(refusal(provider, refused.address), '');
+        else if (first === undefined) callback(new Error(`${hostname}: no address`), '');
+        else if (options.all === true) callback(null, addresses);
+        else callback(null, first.address, first.family);
+      },
+      (err: NodeJS.ErrnoException) => callback(err, ''),
+    );
+  };
+}
+
+export interface AddressGuard {
+  /** Connects only to addresses `checkedLookup` let through. Use it with undici's fetch. */
+  readonly dispatcher: Agent;
+  /**
+   * Throws the refusal when `url`'s host is an IP literal in a refused range: node:net connects to
+   * a literal without looking it up, so the dispatcher never sees it.
+   */
+  checkLiteral(url: URL): void;
+  close(): Promise<void>;
+}
+
+/** The connection side of the rule, for `provider`'s requests to callers' URLs. */
+export function createAddressGuard(
+  provider: string,
+  resolve: ResolveHost = resolveWithSystem,
+  refuses: (address: string) => boolean = isRefusedAddress,
+): AddressGuard {
+  // TLS keeps the URL's host name for SNI and the certificate check: only the lookup is ours.
+  const dispatcher = new Agent({ connect: { lookup: checkedLookup(provider, resolve, refuses) } });
+  return {
+    dispatcher,
+    checkLiteral(url) {
+      const literal = ipLiteralOf(url);
+      if (literal !== null && refuses(literal)) throw refusal(provider, literal);
+    },
+    close: () => dispatcher.close(),
+  };
+}
+
+function refusal(provider: string, address: string): PermanentDeliveryError {
+  return new PermanentDeliveryError(
+    `${provider}: refused to connect to ${address}: a webhook's to ${PRIVATE_ADDRESS_RULE}`,
+  );
+}
+
+/** The IP address `url`'s host is written as (IPv6 without its brackets), or null for a name. */
+function ipLiteralOf(url: URL): string | null {
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return isIP(host) === 0 ? null : host;
+}
