@@ -1,8 +1,9 @@
 /**
  * The addresses a webhook notification's own `to` URL may not reach when
  * HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny: private, loopback, link-local, shared (carrier-grade NAT),
- * benchmarking, multicast, reserved and unspecified ones, in IPv4 and IPv6, and the IPv6 forms
- * that carry such an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`).
+ * benchmarking, multicast, reserved and unspecified ones, in IPv4 and IPv6, the IPv6 forms that
+ * carry such an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`), and IPv6's
+ * tunnels to IPv4 (6to4, Teredo, IPv4-compatible), whatever IPv4 address they carry.
  * Otherwise any caller with the `send` scope could make Herald POST to its own network: a cloud
  * metadata service, Redis on loopback, an internal admin page.
  *
@@ -36,10 +37,14 @@ const IPV4_RANGES: readonly (readonly [network: string, prefix: number])[] = [
 ];
 
 const IPV6_RANGES: readonly (readonly [network: string, prefix: number])[] = [
-  ['::', 128], // unspecified
-  ['::1', 128], // loopback
+  ['::', 96], // unspecified, loopback and the deprecated IPv4-compatible ::a.b.c.d
+  ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215): translates into the operator's own network
+  ['100::', 64], // discard-only
+  ['2001::', 32], // Teredo: tunnels to an IPv4 address written into the address
+  ['2002::', 16], // 6to4: the same, with the IPv4 address in plain sight (2002:7f00:1::)
   ['fc00::', 7], // unique local
   ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated, still routed inside some networks)
   ['ff00::', 8], // multicast
 ];
 
