@@ -25,7 +25,7 @@ const usage = `Usage: npm run bench -- [options]
   --client <name>          herald (@herald/client) | grpc-js (@grpc/grpc-js) | h2 (gRPC framing on
                            node:http2) for the Sends (default herald)
   --duration <s>           how long to send, in seconds (default 60)
-  --warmup <s>             load at the same rate first, left out of the figures (default 10)
+  --warmup <s>             load at the same rate first, left out of the figures (default 30)
   --rate <n>               target Sends per second, open loop; 0 = as fast as possible (default 0)
   --channel <name>         email | sms | push | in_app | webhook (default in_app)
   --to <address>           direct address for channels other than in_app (default: none)
@@ -70,7 +70,9 @@ const configSchema = z.object({
   connections: count(4, 1_000),
   client: z.enum(CLIENTS).default('herald'),
   duration: z.coerce.number().positive().max(86_400).default(60),
-  warmup: z.coerce.number().min(0).max(3_600).default(10),
+  // 30 s: V8 compiles Herald's hot path with its optimizing compiler about 10 s into a run, all at
+  // once (bench/README.md, "Warm-up: V8's optimizing compiler comes late").
+  warmup: z.coerce.number().min(0).max(3_600).default(30),
   rate: z.coerce.number().min(0).max(10_000_000).default(0),
   channel: z.enum(['email', 'sms', 'push', 'in_app', 'webhook']).default('in_app'),
   to: z.string().optional(),
