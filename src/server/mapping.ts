@@ -247,6 +247,13 @@ export function watchTargetFromPb(req: WatchNotificationsRequest): WatchTarget {
   if (t.case === undefined) {
     v.push({ field: 'target', description: 'notification_id or user_id is required' });
   }
+  // Each option belongs to one kind of target: set on the other, it would be silently ignored.
+  if (t.case === 'userId' && req.afterVersion !== undefined) {
+    v.push({ field: 'after_version', description: 'applies to a notification_id watch only' });
+  }
+  if (t.case === 'notificationId' && req.initialCount !== 0) {
+    v.push({ field: 'initial_count', description: 'applies to a user_id watch only' });
+  }
   if (t.case === undefined || v.length > 0) throw new ValidationError(v);
   return t.case === 'notificationId'
     ? {

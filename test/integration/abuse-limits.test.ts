@@ -353,6 +353,31 @@ describe('size limits not covered by send-validation', () => {
     },
   );
 
+  it.each([
+    [
+      'after_version is set on a user watch',
+      { target: { case: 'userId' as const, value: 'u-limits' }, afterVersion: 3n },
+      'after_version',
+    ],
+    [
+      'initial_count is set on a notification watch',
+      { target: { case: 'notificationId' as const, value: randomUUID() }, initialCount: 5 },
+      'initial_count',
+    ],
+  ])(
+    'WatchNotifications fails with INVALID_ARGUMENT naming the option when %s (it would be ignored)',
+    async (_, request, field) => {
+      for (const client of [grpc, connect]) {
+        const err = await rejection(
+          client.watchNotifications(request)[Symbol.asyncIterator]().next(),
+        );
+
+        expect(err.code).toBe(Code.InvalidArgument);
+        expect(violatedFields(err)).toEqual([field]);
+      }
+    },
+  );
+
   it('WatchNotifications fails with INVALID_ARGUMENT when the deadline is over the cap', async () => {
     for (const client of [grpc, connect]) {
       // HERALD_MAX_TIMEOUT_MS defaults to 30 s.

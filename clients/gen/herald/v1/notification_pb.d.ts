@@ -818,7 +818,8 @@ export declare type WatchNotificationsRequest = Message<"herald.v1.WatchNotifica
 
   /**
    * For a notification watch: replay the history after this version before going live, instead
-   * of starting with the current state (resume after a reconnect). Optional; at least 0.
+   * of starting with the current state (resume after a reconnect). Optional; at least 0; refused
+   * on a user watch.
    *
    * @generated from field: optional int64 after_version = 3;
    */
@@ -826,7 +827,8 @@ export declare type WatchNotificationsRequest = Message<"herald.v1.WatchNotifica
 
   /**
    * For a user watch: how many of the user's latest notifications to send first, oldest first.
-   * Optional; 0 to 100; defaults to 0 (live changes only).
+   * Optional; 0 to 100; defaults to 0 (live changes only); refused (non-zero) on a notification
+   * watch.
    *
    * @generated from field: int32 initial_count = 4;
    */
