@@ -695,15 +695,18 @@ export function createTemplates(store: TemplateStore, options: TemplatesOptions 
       if (input.locale !== '' && !isLocale(input.locale))
         bad('locale', 'must be a BCP 47 locale, e.g. fr-CA');
       if (input.version < 0) bad('version', 'must be at least 0 (0: the latest)');
+      else if (input.version !== 0 && input.draft !== null)
+        bad('version', 'applies to a stored template (id) only, not to a draft');
       checkTemplateVariables(input.variables, 'variables', bad);
       if (v.length > 0) throw new ValidationError(v);
 
       let compiled: CompiledTemplate;
       let version = 0;
+      let stored: TemplateVersion | null = null;
       if (input.draft !== null) {
         compiled = compileTemplate(input.draft, 'draft', { requireId: false });
       } else {
-        const stored = await getVersion(tenantId, input.id, input.version);
+        stored = await getVersion(tenantId, input.id, input.version);
         compiled = compileStored(stored);
         version = stored.version;
       }
@@ -713,6 +716,12 @@ export function createTemplates(store: TemplateStore, options: TemplatesOptions 
           : 'the draft';
       const { values, missing } = resolveVariables(compiled, input.variables, what);
       const violations: FieldViolation[] = [...missing];
+      if (input.draft === null && stored?.archivedAt != null) {
+        violations.push({
+          field: 'template.id',
+          description: `template ${JSON.stringify(input.id)} is archived and can no longer be sent`,
+        });
+      }
       const channels = input.channel === '' ? supportedChannels(compiled) : [input.channel];
       const contents: PreviewResult['contents'] = [];
       for (const channel of channels) {

@@ -283,6 +283,28 @@ describe('TemplateService', () => {
       }),
     );
     expect(violatedFields(badDraft)).toEqual(['draft.locales["en"].sms.text']);
+    // A version with a draft would be ignored: refused.
+    const versionedDraft = await rejection(
+      client.templates.previewTemplate({
+        draft: { defaultLocale: 'en', locales: { en: { sms: { text: 'hi' } } } },
+        version: 2,
+      }),
+    );
+    expect(versionedDraft.code).toBe(Code.InvalidArgument);
+    expect(violatedFields(versionedDraft)).toEqual(['version']);
+    // An archived template still previews, and says that Send refuses it.
+    await client.templates.archiveTemplate({ id });
+    const archived = await client.templates.previewTemplate({
+      id,
+      variables: { name: 'Ada', order_id: '1' },
+    });
+    expect(archived.contents.length).toBeGreaterThan(0);
+    expect(archived.violations).toEqual([
+      expect.objectContaining({
+        field: 'template.id',
+        description: `template "${id}" is archived and can no longer be sent`,
+      }),
+    ]);
     expect(await count()).toBe(before);
   });
 

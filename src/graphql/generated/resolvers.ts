@@ -33,7 +33,7 @@ export type Query = {
   templates: TemplateConnection;
   /** How many of the tenant's notifications created in [createdAfter, createdBefore) are in each status, per channel (an API key with the read scope). createdBefore defaults to now, createdAfter to a day before it; at most 31 days. */
   stats: Stats;
-  /** A template version rendered with the given variables and locale, as a send would render it; nothing is sent or stored (an API key with the read scope). What a send would reject (a missing required variable, rendered content breaking a send rule) comes back as violations, not as an error; an unknown template or version is NOT_FOUND. */
+  /** A template version rendered with the given variables and locale, as a send would render it; nothing is sent or stored (an API key with the read scope). What a send would reject (a missing required variable, rendered content breaking a send rule, an archived template) comes back as violations, not as an error; an unknown template or version is NOT_FOUND. */
   previewTemplate: TemplatePreview;
   /** What Herald knows about one of the tenant's users (an API key with the read scope); null when there is no recipient for the user. */
   recipient?: Maybe<Recipient>;
@@ -629,7 +629,7 @@ export type TemplatePreview = {
   version: Scalars['Int']['output'];
   /** The rendered content of each channel, in the order of the Channel enum. */
   contents: Array<RenderedContent>;
-  /** What a send would reject, e.g. template.variables.name or content.subject; empty when a send would be accepted (as far as the content goes). */
+  /** What a send would reject, e.g. template.variables.name, content.subject or template.id (archived); empty when a send would be accepted (as far as the content goes). */
   violations: Array<FieldViolation>;
 };
 

@@ -563,7 +563,8 @@ export declare type PreviewTemplateRequest = Message<"herald.v1.PreviewTemplateR
   id: string;
 
   /**
-   * With id: the version. Optional; 0 means the latest; at least 0.
+   * With id: the version. Optional; 0 means the latest; at least 0; refused (non-zero) with a
+   * draft.
    *
    * @generated from field: int32 version = 2;
    */
@@ -628,8 +629,9 @@ export declare type PreviewTemplateResponse = Message<"herald.v1.PreviewTemplate
   contents: RenderedContent[];
 
   /**
-   * What Send would reject, for the whole preview. Empty when a Send would be accepted (as far as
-   * the content goes).
+   * What Send would reject, for the whole preview: missing variables, content over a channel's
+   * limits, an archived template. Empty when a Send would be accepted (as far as the content
+   * goes).
    *
    * @generated from field: repeated herald.v1.PreviewViolation violations = 3;
    */
