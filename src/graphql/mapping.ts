@@ -199,12 +199,33 @@ export function timestampArg(
   if (value === null || value === undefined) return undefined;
   const d = parseDateTime(value);
   if (d === null) {
-    const description = 'must be an ISO 8601 date-time with a time zone, e.g. 2026-11-21T12:00:00Z';
-    throw new GraphQLError(`${field}: ${description}`, {
-      extensions: { code: 'BAD_USER_INPUT', fieldViolations: [{ field, description }] },
-    });
+    throw badArgument(
+      field,
+      'must be an ISO 8601 date-time with a time zone, e.g. 2026-11-21T12:00:00Z',
+    );
   }
   return timestampFromDate(d);
+}
+
+/** The most items a page holds (the api's page_size limit). */
+export const MAX_FIRST = 500;
+
+/**
+ * A connection's `first` as the api's page_size: null or omitted is 0 (the api's default, 50);
+ * anything outside 1 to 500 is a BAD_USER_INPUT error naming `first` (0 would otherwise read as
+ * "the default", and the api would name its own page_size).
+ */
+export function firstArg(first: number | null | undefined): number {
+  if (first === null || first === undefined) return 0;
+  if (first < 1 || first > MAX_FIRST)
+    throw badArgument('first', `must be 1 to ${MAX_FIRST}; null or omitted: 50`);
+  return first;
+}
+
+function badArgument(field: string, description: string): GraphQLError {
+  return new GraphQLError(`${field}: ${description}`, {
+    extensions: { code: 'BAD_USER_INPUT', fieldViolations: [{ field, description }] },
+  });
 }
 
 // RFC 3339's date-time (ISO 8601 with the offset required), as protobuf's JSON reads Timestamps.

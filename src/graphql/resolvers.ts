@@ -32,6 +32,7 @@ import {
   callApiOrNull,
   channelToPb,
   connectionOf,
+  firstArg,
   graphqlErrorFrom,
   notificationFromPb,
   preferencesFromPb,
@@ -163,7 +164,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       channels: (filter?.channels ?? []).map(channelToPb),
       createdAfter: timestampArg(filter?.createdAfter, 'created_after'),
       createdBefore: timestampArg(filter?.createdBefore, 'created_before'),
-      pageSize: first ?? 0,
+      pageSize: firstArg(first),
       pageToken: after ?? '',
     };
     const res = await callApi(() => ctx.herald.listNotifications(req, asCaller(ctx)));
@@ -186,7 +187,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
       ctx.herald.inbox.listInbox(
         {
           filter: filter ? PbInboxFilter[filter] : PbInboxFilter.UNSPECIFIED,
-          pageSize: first ?? 0,
+          pageSize: firstArg(first),
           pageToken: after ?? '',
         },
         asCaller(ctx),
@@ -300,7 +301,7 @@ export function createResolvers(options: ResolverOptions): Resolvers<GatewayCont
         const res = await callApi(() =>
           ctx.herald.templates.listTemplates(
             {
-              pageSize: first ?? 0,
+              pageSize: firstArg(first),
               pageToken: after ?? '',
               includeArchived: includeArchived ?? false,
             },

@@ -519,6 +519,22 @@ describe.each(VIAS)('errors through %s', (via) => {
     expect(await storedCount(open, user)).toBe(0);
   });
 
+  it('names `first` when it is outside 1 to 500, instead of reading 0 as the default', async () => {
+    for (const first of [0, -1, 501]) {
+      for (const query of [
+        LIST,
+        'query T($first: Int) { templates(first: $first) { edges { node { id } } } }',
+      ]) {
+        const err = await failure(open, via, { query, variables: { first } });
+        expect(err.extensions?.code, `${first}`).toBe('BAD_USER_INPUT');
+        expect(err.extensions?.fieldViolations?.map((v) => v.field)).toEqual(['first']);
+        expect(err.message).toBe('first: must be 1 to 500; null or omitted: 50');
+      }
+    }
+    const one = await ok<ListData>(open, via, { query: LIST, variables: { first: 1 } });
+    expect(one.notifications.edges.length).toBeLessThanOrEqual(1);
+  });
+
   it('answers NOT_FOUND for cancelling an unknown notification', async () => {
     const err = await failure(open, via, {
       query: CANCEL,
