@@ -74,10 +74,20 @@ export class TransientDeliveryError extends HeraldError {
   readonly kind = 'transient_delivery';
   /** The provider's Retry-After, when it sent one; wins over the computed backoff. */
   readonly retryAfterMs: number | undefined;
-  constructor(message: string, options?: { retryAfterMs?: number; cause?: unknown }) {
+  /**
+   * The failure is the receiver's, an endpoint the caller chose (a webhook's own `to`), not the
+   * provider's: it says nothing about the provider's health, so it neither trips the provider's
+   * circuit breaker nor fails over to another provider (which would reach the same receiver).
+   */
+  readonly receiverFault: boolean;
+  constructor(
+    message: string,
+    options?: { retryAfterMs?: number; cause?: unknown; receiverFault?: boolean },
+  ) {
     super(message, { cause: options?.cause });
     this.name = 'TransientDeliveryError';
     this.retryAfterMs = options?.retryAfterMs;
+    this.receiverFault = options?.receiverFault ?? false;
   }
 }
 

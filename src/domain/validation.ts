@@ -372,8 +372,14 @@ export function validateAddress(
       if (to.length > LIMITS.url || !isHttpUrl(to))
         bad(field, `must be an http or https URL of at most ${LIMITS.url} characters for webhook`);
       else {
-        const broken = webhookUrl?.(new URL(to)) ?? null;
-        if (broken !== null) bad(field, broken);
+        const url = new URL(to);
+        // A request cannot carry them (fetch refuses such a URL): it could never be delivered.
+        if (url.username !== '' || url.password !== '')
+          bad(field, 'must not carry credentials (user:password@) for webhook');
+        else {
+          const broken = webhookUrl?.(url) ?? null;
+          if (broken !== null) bad(field, broken);
+        }
       }
       break;
     case 'in_app':

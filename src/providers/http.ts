@@ -55,9 +55,12 @@ export async function httpRequest(
         'request failed';
     // fetch quotes the URL in some errors (one with credentials, one it cannot parse), and a URL
     // may carry a receiver's token or password: never pass it on.
-    throw new TransientDeliveryError(`${provider}: ${reason.replace(URL_IN_TEXT, '<url>')}`, {
-      cause: err,
-    });
+    throw new TransientDeliveryError(
+      `${provider}: ${reason.replace(URL_IN_TEXT, '<url>').trim()}`,
+      {
+        cause: err,
+      },
+    );
   }
   let text: string;
   try {

@@ -10,7 +10,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Agent } from 'undici';
 import { z } from 'zod';
-import { PermanentDeliveryError } from '../domain/errors.js';
+import { PermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
 import type { Notification } from '../domain/notification.js';
 import type { DeliveryResult, Provider } from '../domain/ports.js';
 import { failureOf, httpRequest } from './http.js';
@@ -68,10 +68,15 @@ export function createWebhookProvider(
       // to data: or blob: URLs. The URL is not echoed: it may carry the receiver's token.
       if (!isHttpUrl(target))
         throw new PermanentDeliveryError(`${name}: 'to' is not an http(s) URL`);
+      const url = new URL(target);
+      // fetch refuses such a URL on every attempt.
+      if (url.username !== '' || url.password !== '')
+        throw new PermanentDeliveryError(`${name}: the URL carries credentials (user:password@)`);
       // Checked here too, not only when accepted: the setting may have changed since, and only
       // here is a host name resolved to the address actually connected to.
-      const guarded = guard !== null && notification.to !== null ? guard : null;
-      guarded?.checkLiteral(new URL(target));
+      const own = notification.to !== null;
+      const guarded = guard !== null && own ? guard : null;
+      guarded?.checkLiteral(url);
 
       // Built once: the signature must cover exactly the bytes sent.
       const body = JSON.stringify({
@@ -90,25 +95,29 @@ export function createWebhookProvider(
       // A fresh timestamp per attempt, so a retry hours later still passes the receiver's
       // tolerance check; the id stays the same, so the receiver can still dedupe.
       const timestamp = Math.floor(now() / 1000);
-      const response = await httpRequest(name, target, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'herald-webhook-id': notification.id,
-          'herald-webhook-timestamp': String(timestamp),
-          'herald-webhook-signature': signWebhook(
-            secretFor(config, notification.tenantId),
-            timestamp,
-            body,
-          ),
-          'idempotency-key': notification.id,
-        },
-        body,
-        signal,
-        dispatcher: guarded?.dispatcher ?? trusted,
-      });
-      const failed = failureOf(name, response);
-      if (failed !== null) throw failed;
+      const response = await receiversFault(own, () =>
+        httpRequest(name, target, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'herald-webhook-id': notification.id,
+            'herald-webhook-timestamp': String(timestamp),
+            'herald-webhook-signature': signWebhook(
+              secretFor(config, notification.tenantId),
+              timestamp,
+              body,
+            ),
+            'idempotency-key': notification.id,
+          },
+          body,
+          signal,
+          dispatcher: guarded?.dispatcher ?? trusted,
+        }).then((r) => {
+          const failed = failureOf(name, r);
+          if (failed !== null) throw failed;
+          return r;
+        }),
+      );
       const requestId = response.headers.get('x-request-id');
       return requestId ? { providerMessageId: requestId } : {};
     },
@@ -155,6 +164,24 @@ export function verifyWebhookSignature(options: {
   const expected = signWebhook(secret, timestamp, body).slice('v1='.length);
   // Both are 32 bytes here, as timingSafeEqual requires.
   return timingSafeEqual(Buffer.from(given, 'hex'), Buffer.from(expected, 'hex'));
+}
+
+/**
+ * Runs `call`; when the URL is the notification's own (`own`), a transient failure is its
+ * receiver's, not the provider's (TransientDeliveryError.receiverFault): a caller's failing
+ * endpoint must not open the circuit that every tenant's webhooks go through.
+ */
+async function receiversFault<T>(own: boolean, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (!own || !(err instanceof TransientDeliveryError)) throw err;
+    throw new TransientDeliveryError(err.message, {
+      retryAfterMs: err.retryAfterMs,
+      cause: err.cause,
+      receiverFault: true,
+    });
+  }
 }
 
 function secretFor(config: WebhookProviderConfig, tenantId: string): string {

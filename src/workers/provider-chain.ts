@@ -2,7 +2,7 @@
  * A channel's providers in failover order, each behind its circuit breaker and concurrency cap.
  * An attempt goes to the first provider whose breaker lets it through; a transient failure fails
  * over to the next one within the same attempt; a permanent failure does not (the notification
- * itself is at fault). When every breaker is open nobody is called, and the caller learns how
+ * itself is at fault), nor does a transient one of a receiver the caller chose (receiverFault). When every breaker is open nobody is called, and the caller learns how
  * long to wait — such an attempt must not count against the notification's retry budget.
  */
 import { isPermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
@@ -85,7 +85,11 @@ export function createProviderChain(
           slot.breaker.success();
           return { ok: true, provider: name, providerMessageId: result.providerMessageId ?? null };
         } catch (error) {
-          if (isPermanentDeliveryError(error)) {
+          // The notification's own fault, or its receiver's: the provider is not in question.
+          if (
+            isPermanentDeliveryError(error) ||
+            (error instanceof TransientDeliveryError && error.receiverFault)
+          ) {
             slot.breaker.neutral();
             return { ok: false, provider: name, error, charged: true };
           }

@@ -8,7 +8,7 @@
 import { Code } from '@connectrpc/connect';
 import { Channel, NotificationStatus, createHeraldClient, type HeraldClient } from '@herald/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ResolveHost } from '../../src/providers/private-addresses.js';
+import { REFUSED_AT_DELIVERY, type ResolveHost } from '../../src/providers/private-addresses.js';
 import { rejection, violatedFields } from '../support/connect.js';
 import { startHttpFake, type HttpFake } from '../support/fakes/http-fake.js';
 import { startTestHerald, type TestHerald } from '../support/herald.js';
@@ -139,9 +139,7 @@ describe('HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny', () => {
     const { notification, events } = await settled(s, id, NotificationStatus.FAILED);
 
     expect(notification?.attempt).toBe(1);
-    expect(notification?.lastError).toBe(
-      `hook: refused to connect to 127.0.0.1: a webhook's to ${RULE}`,
-    );
+    expect(notification?.lastError).toBe(`hook: refused to connect: ${REFUSED_AT_DELIVERY}`);
     expect(events.map((e) => NotificationStatus[e.status])).toEqual([
       'PENDING',
       'PROCESSING',
@@ -177,6 +175,38 @@ describe('HERALD_WEBHOOK_PRIVATE_ADDRESSES=allow', () => {
 
     await settled(s, id, NotificationStatus.DELIVERED);
 
+    expect(pathsFor(s, id)).toEqual([`/hooks/${TOKEN}`]);
+  });
+});
+
+describe("a caller's failing receivers", () => {
+  const herald = heraldWith('allow');
+
+  it("do not open the provider's circuit for everyone else's webhooks", async () => {
+    const s = herald();
+    // Nothing listens on port 9 of loopback: every attempt fails transiently. Twice the breaker's
+    // threshold (HERALD_BREAKER_FAILURES, 5) of them.
+    const failing = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        sendHook(s, `u-failing-${i}`, 'http://127.0.0.1:9/hook'),
+      ),
+    );
+    for (const { id } of failing) {
+      await expect
+        .poll(async () => (await s.client.getNotification({ id })).notification?.attempt ?? 0, {
+          timeout: 20_000,
+          interval: 20,
+        })
+        .toBeGreaterThanOrEqual(1);
+    }
+    const failed = await s.client.getNotification({ id: failing[0]?.id ?? '' });
+    expect(failed.notification?.lastError).toMatch(/^hook: /);
+
+    // Another caller's webhook, to a receiver that answers, goes out at once.
+    const { id } = await sendHook(s, 'u-healthy', `http://127.0.0.1:${s.port}/hooks/${TOKEN}`);
+    const { notification } = await settled(s, id, NotificationStatus.DELIVERED);
+
+    expect(notification?.attempt).toBe(1);
     expect(pathsFor(s, id)).toEqual([`/hooks/${TOKEN}`]);
   });
 });

@@ -1,15 +1,49 @@
 import type { LookupAddress, LookupOptions } from 'node:dns';
 import { BlockList } from 'node:net';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { PermanentDeliveryError } from '../../src/domain/errors.js';
 import {
   checkedLookup,
   createAddressGuard,
+  createOwnAddressCheck,
   hostRule,
   isRefusedAddress,
   PRIVATE_ADDRESS_RULE,
+  REFUSED_AT_DELIVERY,
   type ResolveHost,
 } from '../../src/providers/private-addresses.js';
+
+describe('createOwnAddressCheck', () => {
+  const iface = (address: string): NetworkInterfaceInfo =>
+    ({ address, family: address.includes(':') ? 'IPv6' : 'IPv4' }) as NetworkInterfaceInfo;
+
+  it("is true for the interfaces' addresses, also IPv4-mapped, and reads them again after the ttl", () => {
+    let clock = 0;
+    let table: Record<string, NetworkInterfaceInfo[]> = {
+      eth0: [iface('203.0.113.7'), iface('2a01:4f8::7'), iface('fe80::1%eth0')],
+    };
+    const isOwn = createOwnAddressCheck(
+      1_000,
+      () => clock,
+      () => table,
+    );
+
+    expect(isOwn('203.0.113.7')).toBe(true);
+    expect(isOwn('::ffff:203.0.113.7')).toBe(true);
+    expect(isOwn('2a01:4f8::7')).toBe(true);
+    expect(isOwn('fe80::1')).toBe(true);
+    expect(isOwn('203.0.113.8')).toBe(false);
+    expect(isOwn('not an address')).toBe(false);
+
+    table = { eth0: [iface('198.51.100.9')] };
+    clock = 999;
+    expect(isOwn('198.51.100.9')).toBe(false);
+    clock = 1_000;
+    expect(isOwn('198.51.100.9')).toBe(true);
+    expect(isOwn('203.0.113.7')).toBe(false);
+  });
+});
 
 describe('isRefusedAddress', () => {
   it.each([
@@ -23,6 +57,10 @@ describe('isRefusedAddress', () => {
     ['192.0.0.0', '192.0.0.255'],
     ['192.168.0.0', '192.168.255.255'],
     ['198.18.0.0', '198.19.255.255'],
+    ['192.0.2.0', '192.0.2.255'],
+    ['192.88.99.0', '192.88.99.255'],
+    ['198.51.100.0', '198.51.100.255'],
+    ['203.0.113.0', '203.0.113.255'],
     ['224.0.0.0', '239.255.255.255'],
     ['240.0.0.0', '255.255.255.255'],
   ])('is true for IPv4 %s and %s', (first, last) => {
@@ -43,6 +81,9 @@ describe('isRefusedAddress', () => {
     'ff02::1',
     '::7f00:1',
     '::93.184.216.34',
+    '::ffff:0:7f00:1',
+    '::ffff:0:5db8:d822',
+    '2001:db8::1',
     '64:ff9b:1::a00:5',
     '100::1',
     '2001::1',
@@ -112,6 +153,10 @@ describe('isRefusedAddress', () => {
     'fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
     'fe00::1',
     '2001:1::1',
+    '2001:db9::1',
+    '192.0.3.0',
+    '198.51.101.0',
+    '203.0.114.0',
     '2003::1',
     '64:ff9b:2::1',
     '100:0:0:1::',
@@ -231,7 +276,7 @@ describe('checkedLookup', () => {
     expect(result).toEqual({ err: null, address: '2606:4700::1', family: 6 });
   });
 
-  it('refuses permanently, naming the address and the rule, when any address is refused', async () => {
+  it('refuses permanently, naming the rule but not the address, when any address is refused', async () => {
     const { err } = await lookUp(
       checkedLookup('hook', resolverOf(PUBLIC_V4, { address: '10.0.0.5', family: 4 })),
       'hooks.example.com',
@@ -239,9 +284,9 @@ describe('checkedLookup', () => {
     );
 
     expect(err).toBeInstanceOf(PermanentDeliveryError);
-    expect(err?.message).toBe(
-      `hook: refused to connect to 10.0.0.5: a webhook's to ${PRIVATE_ADDRESS_RULE}`,
-    );
+    expect(err?.message).toBe(`hook: refused to connect: ${REFUSED_AT_DELIVERY}`);
+    // What a name resolves to would tell the caller about Herald's network.
+    expect(err?.message).not.toContain('10.0.0.5');
     expect(err?.message).not.toContain('hooks.example.com');
   });
 
@@ -276,10 +321,27 @@ describe('createAddressGuard', () => {
       const guard = createAddressGuard('hook', resolverOf(PUBLIC_V4));
 
       expect(() => guard.checkLiteral(new URL(url))).toThrow(PermanentDeliveryError);
-      expect(() => guard.checkLiteral(new URL(url))).toThrow(/refused to connect to/);
+      expect(() => guard.checkLiteral(new URL(url))).toThrow(/refused to connect: /);
       await guard.close();
     },
   );
+
+  it("refuses this machine's own addresses, whatever their range", async () => {
+    const own = Object.values(networkInterfaces())
+      .flat()
+      .map((a) => a?.address)
+      .filter((a): a is string => a !== undefined && !a.startsWith('fe80'));
+    const guard = createAddressGuard('hook', resolverOf(PUBLIC_V4));
+
+    expect(own.length).toBeGreaterThan(0);
+    for (const address of own) {
+      const host = address.includes(':') ? `[${address}]` : address;
+      expect(() => guard.checkLiteral(new URL(`http://${host}:9/`)), address).toThrow(
+        PermanentDeliveryError,
+      );
+    }
+    await guard.close();
+  });
 
   it('lets public literals and host names through to the dispatcher', async () => {
     const guard = createAddressGuard('hook', resolverOf(PUBLIC_V4));

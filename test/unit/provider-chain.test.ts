@@ -7,7 +7,10 @@ import { draftNotification } from '../support/fixtures.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** A provider whose calls answer from `script` in order ('ok', 'transient', 'permanent'). */
+/**
+ * A provider whose calls answer from `script` in order ('ok', 'transient', 'permanent', or
+ * 'receiver': a transient failure of the caller's own receiver).
+ */
 function scripted(name: string, script: string[]) {
   const calls: string[] = [];
   const provider: Provider = {
@@ -16,6 +19,10 @@ function scripted(name: string, script: string[]) {
       calls.push(n.id);
       const next = script.shift() ?? 'ok';
       if (next === 'transient') return Promise.reject(new TransientDeliveryError(`${name} down`));
+      if (next === 'receiver')
+        return Promise.reject(
+          new TransientDeliveryError(`${name}: HTTP 503`, { receiverFault: true }),
+        );
       if (next === 'permanent')
         return Promise.reject(new PermanentDeliveryError(`${name} says no`));
       return Promise.resolve({ providerMessageId: `${name}-${n.id}` });
@@ -112,6 +119,28 @@ describe('provider chain', () => {
     );
     const out = await chain.deliver(draftNotification(), signal);
     expect(out).toMatchObject({ ok: false, provider: 'a', charged: true });
+    expect(b.calls).toEqual([]);
+  });
+
+  it("neither trips the breaker nor fails over on a receiver's fault, and charges the attempt", async () => {
+    const a = scripted('a', ['receiver', 'receiver', 'receiver', 'receiver']);
+    const b = scripted('b', []);
+    const chain = createProviderChain(
+      [
+        { provider: a.provider, breaker, concurrency: 10 },
+        { provider: b.provider, breaker, concurrency: 10 },
+      ],
+      quiet,
+    );
+    for (let i = 0; i < 4; i++) {
+      const out = await chain.deliver(draftNotification(), signal);
+      expect(out).toMatchObject({ ok: false, provider: 'a', charged: true });
+    }
+    // Twice the breaker's threshold, and the provider still takes the next notification.
+    expect(chain.availableIn()).toBe(0);
+    const next = draftNotification();
+    expect(await chain.deliver(next, signal)).toMatchObject({ ok: true, provider: 'a' });
+    expect(a.calls).toHaveLength(5);
     expect(b.calls).toEqual([]);
   });
 

@@ -390,6 +390,8 @@ describe('validateSend', () => {
       'mailto:a@example.com',
       'http://',
       `https://example.com/${x(2_048)}`,
+      'https://user:secret@example.com/hook',
+      'https://token@example.com/hook',
     ])('is rejected for webhook when it is %j', (to) => {
       expect(fields({ channel: 'webhook', content: { body: 'b' }, to })).toEqual(['to']);
     });

@@ -483,7 +483,7 @@ export type SendNotificationInput = {
   content?: InputMaybe<ContentInput>;
   /** The message rendered from a stored template. Exactly one of content and template. */
   template?: InputMaybe<TemplateRefInput>;
-  /** Direct address that overrides the recipient's stored one. email: an email address (at most 254 characters); sms: E.164 (+ and 7 to 15 digits); push: a device token (1 to 4,096 characters, no whitespace); webhook: an http or https URL (at most 2,048 characters); with HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny (production's default), not one whose host is a private, loopback, link-local or reserved IP address, localhost or a name under .localhost, and delivery fails when its host name resolves to such an address. Must be null for IN_APP. */
+  /** Direct address that overrides the recipient's stored one. email: an email address (at most 254 characters); sms: E.164 (+ and 7 to 15 digits); push: a device token (1 to 4,096 characters, no whitespace); webhook: an http or https URL (at most 2,048 characters, no user:password@); with HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny (production's default), not one whose host is a private, loopback, link-local or reserved IP address, localhost or a name under .localhost, and delivery fails when its host name resolves to such an address. Must be null for IN_APP. */
   to?: InputMaybe<Scalars['String']['input']>;
   /** Deduplicates retries of the same request: at most 128 printable ASCII characters. */
   idempotencyKey?: InputMaybe<Scalars['String']['input']>;

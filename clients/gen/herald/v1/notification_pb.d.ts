@@ -106,7 +106,7 @@ export declare type SendRequest = Message<"herald.v1.SendRequest"> & {
    * Direct address that overrides the recipient's stored one. Optional. email: an email address
    * (at most 254 characters); sms: an E.164 phone number (+ and 7 to 15 digits); push: a device
    * token (1 to 4,096 characters, no whitespace); webhook: an http or https URL (at most 2,048
-   * characters); with HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny (production's default), not one whose
+   * characters, no user:password@); with HERALD_WEBHOOK_PRIVATE_ADDRESSES=deny (production's default), not one whose
    * host is a private, loopback, link-local or reserved IP address, localhost or a name under
    * .localhost, and delivery fails when its host name resolves to such an address. Must be empty
    * for in_app.
