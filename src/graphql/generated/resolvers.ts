@@ -351,7 +351,7 @@ export type Notification = {
   nextAttemptAt?: Maybe<Scalars['DateTime']['output']>;
   /** The provider that delivered it (or made the last attempt). */
   provider?: Maybe<Scalars['String']['output']>;
-  /** The last error, if an attempt failed. */
+  /** The error of the latest failed attempt (an attempt held back because every provider's circuit was open counts), kept when a later attempt succeeds; null when no attempt failed. */
   lastError?: Maybe<Scalars['String']['output']>;
   /** Why it is SUPPRESSED (the opt-out), or why it was deferred (quiet hours); null otherwise. */
   statusReason?: Maybe<Scalars['String']['output']>;

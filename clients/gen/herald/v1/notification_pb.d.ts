@@ -389,7 +389,8 @@ export declare type Notification = Message<"herald.v1.Notification"> & {
   providerMessageId: string;
 
   /**
-   * The last error, if an attempt failed.
+   * The error of the latest failed attempt (an attempt held back because every provider's circuit
+   * was open counts), kept when a later attempt succeeds; empty when no attempt failed.
    *
    * @generated from field: string last_error = 20;
    */
