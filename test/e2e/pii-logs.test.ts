@@ -275,12 +275,17 @@ describe('logs', () => {
       send(Channel.PUSH, seeds.deviceTokenFlaky),
       send(Channel.WEBHOOK, `${hook.url}/reject/${seeds.webhookPath}`),
       send(Channel.WEBHOOK, `${hook.url}/flaky/${seeds.webhookPath}`),
-      // fetch refuses a URL with credentials, quoting the URL in its error.
+    ]);
+    // A URL with credentials is refused at Send (fetch, which quotes the URL in its error, would
+    // refuse it on every attempt); the refusal names the rule, not the URL.
+    const withCredentials = await rejection(
       send(
         Channel.WEBHOOK,
         `http://user:${seeds.webhookUrlPassword}@127.0.0.1:${new URL(hook.url).port}/ok`,
       ),
-    ]);
+    );
+    expect(withCredentials.code).toBe(Code.InvalidArgument);
+    expect(withCredentials.rawMessage).not.toContain(seeds.webhookUrlPassword);
     // The SMTP fake's refusals apply to everything after them: one at a time.
     const smtpRefusals: [stage: 'rcpt' | 'data', code: number, text: string, to: string][] = [
       [
