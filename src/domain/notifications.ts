@@ -254,8 +254,9 @@ export function createNotifications(deps: NotificationsDeps) {
     return { notification, events: await store.history(tenantId, id) };
   }
 
-  async function list(tenantId: string, input: ListInput) {
-    const violations = [];
+  /** `known`: violations the caller already found in the request (see server/mapping.ts). */
+  async function list(tenantId: string, input: ListInput, known: readonly FieldViolation[] = []) {
+    const violations = [...known];
     if (input.pageSize < 0 || input.pageSize > PAGE_SIZE.max)
       violations.push({ field: 'page_size', description: `must be 0 to ${PAGE_SIZE.max}` });
     // Empty: every user's.
@@ -483,8 +484,8 @@ export function createNotifications(deps: NotificationsDeps) {
   }
 
   /** Counts by channel and status of the tenant's notifications created in a window. */
-  function stats(tenantId: string, input: StatsInput) {
-    return countStats(store, tenantId, input, now());
+  function stats(tenantId: string, input: StatsInput, known: readonly FieldViolation[] = []) {
+    return countStats(store, tenantId, input, now(), known);
   }
 
   return {

@@ -43,10 +43,11 @@ export async function countStats(
   tenantId: string,
   input: StatsInput,
   now: Date,
+  known: readonly FieldViolation[] = [],
 ): Promise<Stats> {
   const before = input.createdBefore ?? now;
   const after = input.createdAfter ?? new Date(before.getTime() - STATS_DEFAULT_WINDOW_MS);
-  const v: FieldViolation[] = [];
+  const v: FieldViolation[] = [...known];
   if (after.getTime() >= before.getTime()) {
     v.push({
       field: 'created_before',

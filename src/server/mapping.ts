@@ -211,8 +211,18 @@ function dateFilterFromPb(
   return d;
 }
 
-/** The list query of a request; throws ValidationError naming every bad filter field. */
-export function listInputFromPb(req: ListNotificationsRequest): ListInput {
+/**
+ * A request's input as far as its wire form could be read, and the fields it could not read
+ * (undefined enum values, unreadable timestamps: left out of `input`). The domain adds these to
+ * its own checks of the rest, so one answer names every bad field.
+ */
+export interface WithViolations<T> {
+  input: T;
+  violations: FieldViolation[];
+}
+
+/** The list query of a request, and the fields the wire form got wrong (see WithViolations). */
+export function listInputFromPb(req: ListNotificationsRequest): WithViolations<ListInput> {
   const v: FieldViolation[] = [];
   const input: ListInput = {
     userId: req.userId,
@@ -223,20 +233,18 @@ export function listInputFromPb(req: ListNotificationsRequest): ListInput {
     pageSize: req.pageSize,
     pageToken: req.pageToken,
   };
-  if (v.length > 0) throw new ValidationError(v);
-  return input;
+  return { input, violations: v };
 }
 
-/** The stats query of a request; throws ValidationError naming every bad field. */
-export function statsInputFromPb(req: GetStatsRequest): StatsInput {
+/** The stats query of a request, and the fields the wire form got wrong (see WithViolations). */
+export function statsInputFromPb(req: GetStatsRequest): WithViolations<StatsInput> {
   const v: FieldViolation[] = [];
   const input: StatsInput = {
     createdAfter: dateFilterFromPb(req.createdAfter, 'created_after', v),
     createdBefore: dateFilterFromPb(req.createdBefore, 'created_before', v),
     channels: enumFilterFromPb(PbChannel, req.channels, 'channels', channelFromName, v),
   };
-  if (v.length > 0) throw new ValidationError(v);
-  return input;
+  return { input, violations: v };
 }
 
 /** The watch target of a request; throws ValidationError for a missing target or bad statuses. */

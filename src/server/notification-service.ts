@@ -101,7 +101,8 @@ export class NotificationServiceHandler implements Impl {
   }
 
   async getStats(req: GetStatsRequest, ctx: HandlerContext) {
-    const s = await this.notifications.stats(principalOf(ctx).tenantId, statsInputFromPb(req));
+    const { input, violations } = statsInputFromPb(req);
+    const s = await this.notifications.stats(principalOf(ctx).tenantId, input, violations);
     return create(GetStatsResponseSchema, {
       rows: s.rows.map((r) => ({
         channel: channelToPb(r.channel),
@@ -129,8 +130,8 @@ export class NotificationServiceHandler implements Impl {
 
   async listNotifications(req: ListNotificationsRequest, ctx: HandlerContext) {
     const p = principalOf(ctx);
-    const input = listInputFromPb(req);
-    const page = await this.notifications.list(p.tenantId, ownUser(p, input));
+    const { input, violations } = listInputFromPb(req);
+    const page = await this.notifications.list(p.tenantId, ownUser(p, input), violations);
     return create(ListNotificationsResponseSchema, {
       notifications: page.notifications.map(notificationToPb),
       nextPageToken: page.nextPageToken,

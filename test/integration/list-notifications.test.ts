@@ -374,6 +374,20 @@ describe('ListNotifications', () => {
       ).toEqual({ code: Code.InvalidArgument, fields: ['statuses', 'channels'] });
     });
 
+    it('names every bad field at once, undefined enum values and the checks of the rest', async () => {
+      expect(
+        await invalidArgument({
+          statuses: [NotificationStatus.UNSPECIFIED],
+          pageSize: -1,
+          userId: 'u'.repeat(129),
+          pageToken: 'garbage',
+        }),
+      ).toEqual({
+        code: Code.InvalidArgument,
+        fields: ['statuses', 'page_size', 'user_id', 'page_token'],
+      });
+    });
+
     it('fails with INVALID_ARGUMENT naming user_id when it is longer than 128 characters', async () => {
       expect(await invalidArgument({ userId: 'u'.repeat(129) })).toEqual({
         code: Code.InvalidArgument,

@@ -242,6 +242,12 @@ describe('GetStats', () => {
         ['created_after', 'channels'],
         /created_after: must be a valid timestamp; channels: must be defined values/,
       ],
+      // An undefined channel does not hide the window's own problem.
+      [
+        { createdAfter: timestampFromDate(new Date(Date.now() + HOUR)), channels: [9 as Channel] },
+        ['channels', 'created_before'],
+        /channels: must be defined values \(got 9\); created_before: defaults to now/,
+      ],
     ];
     for (const [req, fields, message] of cases) {
       const err = await rejection(c.getStats(req));
