@@ -70,8 +70,13 @@ export type DeadLetters = ReturnType<typeof createDeadLetters>;
 export function createDeadLetters(deps: DeadLettersDeps) {
   const { store, sink, events, logger } = deps;
 
-  async function list(tenantId: string, input: ListDeadLettersInput) {
-    const v: FieldViolation[] = [];
+  /** `known`, here and below: violations the caller already found in the request (server/mapping.ts). */
+  async function list(
+    tenantId: string,
+    input: ListDeadLettersInput,
+    known: readonly FieldViolation[] = [],
+  ) {
+    const v: FieldViolation[] = [...known];
     if (input.pageSize < 0 || input.pageSize > PAGE_SIZE.max)
       v.push({ field: 'page_size', description: `must be 0 to ${PAGE_SIZE.max}` });
     checkFilter(input.filter, 'filter', v);
@@ -106,8 +111,12 @@ export function createDeadLetters(deps: DeadLettersDeps) {
    * FAILED -> PENDING under a new generation with a fresh retry budget, then queued. A failed
    * publish does not fail the call: the rows stay unpublished and the outbox sweep publishes them.
    */
-  async function replay(tenantId: string, selection: DeadLetterSelection): Promise<BulkResult> {
-    checkSelection(selection);
+  async function replay(
+    tenantId: string,
+    selection: DeadLetterSelection,
+    known: readonly FieldViolation[] = [],
+  ): Promise<BulkResult> {
+    checkSelection(selection, known);
     const result = await forEachSelected(tenantId, selection, async (ids) => {
       const replayed = await store.replay(tenantId, ids);
       if (replayed.length === 0) return replayed;
@@ -128,8 +137,12 @@ export function createDeadLetters(deps: DeadLettersDeps) {
   }
 
   /** Takes dead letters off the list; they stay FAILED. */
-  async function purge(tenantId: string, selection: DeadLetterSelection): Promise<BulkResult> {
-    checkSelection(selection);
+  async function purge(
+    tenantId: string,
+    selection: DeadLetterSelection,
+    known: readonly FieldViolation[] = [],
+  ): Promise<BulkResult> {
+    checkSelection(selection, known);
     const result = await forEachSelected(tenantId, selection, async (ids) => {
       const purged = await store.purgeDeadLetters(tenantId, ids);
       await removeCopies(purged);
@@ -225,8 +238,8 @@ function checkFilter(filter: DeadLetterFilter, prefix: string, v: FieldViolation
 }
 
 /** Exactly one of ids and filter, each valid; throws ValidationError naming every bad field. */
-function checkSelection(selection: DeadLetterSelection): void {
-  const v: FieldViolation[] = [];
+function checkSelection(selection: DeadLetterSelection, known: readonly FieldViolation[]): void {
+  const v: FieldViolation[] = [...known];
   const { ids, filter } = selection;
   if (ids.length === 0 && filter === null) {
     v.push({

@@ -30,10 +30,8 @@ export class DeadLetterServiceHandler implements Impl {
   constructor(private readonly deadLetters: DeadLetters) {}
 
   async listDeadLetters(req: ListDeadLettersRequest, ctx: HandlerContext) {
-    const page = await this.deadLetters.list(
-      principalOf(ctx).tenantId,
-      listDeadLettersInputFromPb(req),
-    );
+    const { input, violations } = listDeadLettersInputFromPb(req);
+    const page = await this.deadLetters.list(principalOf(ctx).tenantId, input, violations);
     return create(ListDeadLettersResponseSchema, {
       deadLetters: page.deadLetters.map(notificationToPb),
       nextPageToken: page.nextPageToken,
@@ -49,9 +47,11 @@ export class DeadLetterServiceHandler implements Impl {
   }
 
   async replayDeadLetters(req: ReplayDeadLettersRequest, ctx: HandlerContext) {
+    const { input, violations } = deadLetterSelectionFromPb(req);
     const { ids, more } = await this.deadLetters.replay(
       principalOf(ctx).tenantId,
-      deadLetterSelectionFromPb(req),
+      input,
+      violations,
     );
     return create(ReplayDeadLettersResponseSchema, {
       replayedIds: ids,
@@ -61,9 +61,11 @@ export class DeadLetterServiceHandler implements Impl {
   }
 
   async purgeDeadLetters(req: PurgeDeadLettersRequest, ctx: HandlerContext) {
+    const { input, violations } = deadLetterSelectionFromPb(req);
     const { ids, more } = await this.deadLetters.purge(
       principalOf(ctx).tenantId,
-      deadLetterSelectionFromPb(req),
+      input,
+      violations,
     );
     return create(PurgeDeadLettersResponseSchema, {
       purgedIds: ids,

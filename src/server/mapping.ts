@@ -291,23 +291,23 @@ function deadLetterFilterFromPb(
   };
 }
 
-/** The dead-letter list query of a request; throws ValidationError naming every bad filter field. */
-export function listDeadLettersInputFromPb(req: ListDeadLettersRequest): ListDeadLettersInput {
+/** The dead-letter list query of a request, and the fields the wire form got wrong. */
+export function listDeadLettersInputFromPb(
+  req: ListDeadLettersRequest,
+): WithViolations<ListDeadLettersInput> {
   const v: FieldViolation[] = [];
   const filter = deadLetterFilterFromPb(req.filter, v);
-  if (v.length > 0) throw new ValidationError(v);
-  return { filter, pageSize: req.pageSize, pageToken: req.pageToken };
+  return { input: { filter, pageSize: req.pageSize, pageToken: req.pageToken }, violations: v };
 }
 
 /**
- * What a replay or purge request selects. An unset filter is null; a set but empty one selects
- * every dead letter. Throws ValidationError naming every bad filter field.
+ * What a replay or purge request selects, and the fields the wire form got wrong. An unset filter
+ * is null; a set but empty one selects every dead letter.
  */
 export function deadLetterSelectionFromPb(
   req: ReplayDeadLettersRequest | PurgeDeadLettersRequest,
-): DeadLetterSelection {
+): WithViolations<DeadLetterSelection> {
   const v: FieldViolation[] = [];
   const filter = req.filter === undefined ? null : deadLetterFilterFromPb(req.filter, v);
-  if (v.length > 0) throw new ValidationError(v);
-  return { ids: req.ids, filter };
+  return { input: { ids: req.ids, filter }, violations: v };
 }

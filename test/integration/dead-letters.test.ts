@@ -626,6 +626,22 @@ describe('invalid requests', () => {
     await expect(deadLetters.listDeadLetters({ pageSize: 500 })).resolves.toMatchObject({});
   });
 
+  it('names every bad field at once: an undefined channel does not hide the other checks', async () => {
+    expect(
+      await invalid(
+        deadLetters.listDeadLetters({ filter: { channels: [99 as Channel] }, pageSize: -1 }),
+      ),
+    ).toEqual({ code: Code.InvalidArgument, fields: ['filter.channels', 'page_size'] });
+    expect(
+      await invalid(
+        deadLetters.replayDeadLetters({ ids: ['nope'], filter: { channels: [99 as Channel] } }),
+      ),
+    ).toEqual({
+      code: Code.InvalidArgument,
+      fields: ['filter.channels', 'filter', 'ids[0]'],
+    });
+  });
+
   it('fails with INVALID_ARGUMENT naming page_token when the token is not one it returned', async () => {
     const { nextPageToken } = await herald.listNotifications({ pageSize: 1 });
     expect(nextPageToken).not.toBe('');
