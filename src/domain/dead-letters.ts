@@ -120,6 +120,9 @@ export function createDeadLetters(deps: DeadLettersDeps) {
     const result = await forEachSelected(tenantId, selection, async (ids) => {
       const replayed = await store.replay(tenantId, ids);
       if (replayed.length === 0) return replayed;
+      // The stream copies go before the jobs are queued: their removal is by subject, so once a
+      // replayed job could fail again, it would also remove the new generation's copy.
+      await removeCopies(replayed);
       for (const n of replayed) events.publish(eventOf(n, null, null));
       try {
         await deps.dispatch(replayed);
@@ -129,7 +132,6 @@ export function createDeadLetters(deps: DeadLettersDeps) {
           'publishing replayed dead letters failed; the outbox sweep will publish them',
         );
       }
-      await removeCopies(replayed);
       return replayed;
     });
     logger.info({ tenantId, count: result.ids.length, more: result.more }, 'dead letters replayed');

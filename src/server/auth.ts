@@ -124,7 +124,10 @@ export function authInterceptor(o: AuthOptions): Interceptor {
     }
     if (principal.kind !== 'user') requireScope(principal, scope, req.method.name);
     if (req.method.name !== 'Send') {
-      const caller = principal.keyId ?? `${principal.tenantId}/${principal.userId ?? ''}`;
+      // A key by its id (a UUID); a user by tenant and user, as a pair: both may contain any
+      // character, so joined with a separator ('a/b' + 'c', 'a' + 'b/c') two users would share.
+      const caller =
+        principal.keyId ?? JSON.stringify([principal.tenantId, principal.userId ?? '']);
       const waitMs = buckets.take(caller);
       if (waitMs > 0) {
         throw new ConnectError(
