@@ -102,16 +102,23 @@ export interface AuthOptions {
   authenticator: Authenticator;
   /** Calls per second per caller for RPCs other than Send (bursts up to twice that). */
   callsPerSecond: number;
+  /**
+   * A stream's credential is checked again before a message goes out when this long has passed
+   * since it was last checked (ms, default 1,000): a revoked key or an expired token ends it.
+   */
+  recheckMs?: number;
   now?: () => number;
 }
 
 export function authInterceptor(o: AuthOptions): Interceptor {
-  const buckets = createBuckets(o.callsPerSecond, o.now ?? Date.now);
+  const now = o.now ?? Date.now;
+  const buckets = createBuckets(o.callsPerSecond, now);
   return (next) => async (req) => {
     const service = req.service.typeName;
     if (service.startsWith('grpc.')) return next(req);
     const rpc = `${service}/${req.method.name}`;
-    const principal = await o.authenticator.authenticate(req.header.get('authorization'));
+    const authorization = req.header.get('authorization');
+    const principal = await o.authenticator.authenticate(authorization);
     const scope = SCOPE_OF[rpc];
     if (scope === undefined) {
       throw new ConnectError(`${rpc} is not open to callers`, Code.PermissionDenied);
@@ -138,8 +145,32 @@ export function authInterceptor(o: AuthOptions): Interceptor {
       }
     }
     req.contextValues.set(principalKey, principal);
-    return next(req);
+    const res = await next(req);
+    if (!res.stream) return res;
+    // A watch may run for days: what was true of its credential when it opened must stay true.
+    const recheck = () => o.authenticator.authenticate(authorization);
+    return { ...res, message: rechecked(res.message, recheck, o.recheckMs ?? 1_000, now) };
   };
+}
+
+/**
+ * `messages`, with `check` run again (its rejection ending the stream) before any message that
+ * comes `intervalMs` or more after the last check.
+ */
+async function* rechecked<T>(
+  messages: AsyncIterable<T>,
+  check: () => Promise<unknown>,
+  intervalMs: number,
+  now: () => number,
+): AsyncGenerator<T> {
+  let checkedAt = now();
+  for await (const m of messages) {
+    if (now() - checkedAt >= intervalMs) {
+      await check();
+      checkedAt = now();
+    }
+    yield m;
+  }
 }
 
 /** A token bucket per caller: `rate` per second, holding at most 2 × rate. */

@@ -81,13 +81,29 @@ function isDatabaseUnavailable(err: unknown): boolean {
   );
 }
 
-/** Maps whatever a handler throws through toConnectError. */
+/** Maps whatever a handler throws through toConnectError, also while a stream is under way. */
 export function errorInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     try {
-      return await next(req);
+      const res = await next(req);
+      if (!res.stream) return res;
+      return {
+        ...res,
+        message: mapped(res.message, (err) => toConnectError(err, logger, req.method.name)),
+      };
     } catch (err) {
       throw toConnectError(err, logger, req.method.name);
     }
   };
+}
+
+async function* mapped<T>(
+  messages: AsyncIterable<T>,
+  map: (err: unknown) => ConnectError,
+): AsyncGenerator<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw map(err);
+  }
 }

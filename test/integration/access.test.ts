@@ -301,3 +301,38 @@ describe('user tokens', () => {
     }
   });
 });
+
+describe('open streams', () => {
+  const inApp = (userId: string, title: string) => ({
+    userId,
+    channel: Channel.IN_APP,
+    content: { title },
+  });
+
+  /** A watch of `userId` by `client`, live once it has shown the notification sent before it. */
+  async function liveWatch(client: HeraldClient, sender: HeraldClient, userId: string) {
+    const before = await sender.send(inApp(userId, 'before'));
+    const stream = client
+      .watchNotifications({ target: { case: 'userId', value: userId }, initialCount: 1 })
+      [Symbol.asyncIterator]();
+    const first = await stream.next();
+    expect(first.done ? null : first.value.notification?.id).toBe(before.id);
+    return stream;
+  }
+
+  it('end with UNAUTHENTICATED, sending nothing more, once their API key is revoked', async () => {
+    const admin = clientWith(keys.a);
+    const created = await admin.admin.createApiKey({ name: 'watcher', scopes: ['read'] });
+    const userId = `watched-${Date.now()}`;
+    const stream = await liveWatch(clientWith(created.apiKey), admin, userId);
+
+    await admin.admin.revokeApiKey({ id: created.key?.id ?? '' });
+    // Streams check their credential again at most once a second, before the next message.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await admin.send(inApp(userId, 'after the revocation'));
+
+    const err = await rejection(stream.next());
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe('the API key is revoked');
+  });
+});
