@@ -26,6 +26,11 @@ export const STATUSES = [
 ] as const;
 export type Status = (typeof STATUSES)[number];
 
+/**
+ * Besides these, PROCESSING → PROCESSING: a claim may take over a PROCESSING row whose lease has
+ * run out (its worker was lost), as the next attempt. Storage writes that case out with the lease
+ * condition, so it is not listed here (statusesLeadingTo('PROCESSING') must not include it).
+ */
 const TRANSITIONS: Record<Status, readonly Status[]> = {
   PENDING: ['PROCESSING', 'SCHEDULED', 'CANCELLED', 'SUPPRESSED'],
   SCHEDULED: ['PENDING', 'CANCELLED', 'SUPPRESSED'],
