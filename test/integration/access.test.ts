@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { promisify } from 'node:util';
 import { create, toJsonString } from '@bufbuild/protobuf';
-import { Code, createClient } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import {
   Channel,
@@ -309,9 +309,15 @@ describe('open streams', () => {
     content: { title },
   });
 
-  /** A watch of `userId` by `client`, live once it has shown the notification sent before it. */
+  /**
+   * A watch of `userId` by `client`, live once it has shown the notification sent (and delivered)
+   * before it: that one has no change left to come.
+   */
   async function liveWatch(client: HeraldClient, sender: HeraldClient, userId: string) {
     const before = await sender.send(inApp(userId, 'before'));
+    await expect
+      .poll(async () => (await sender.getNotification({ id: before.id })).notification?.status)
+      .toBe(NotificationStatus.DELIVERED);
     const stream = client
       .watchNotifications({ target: { case: 'userId', value: userId }, initialCount: 1 })
       [Symbol.asyncIterator]();
@@ -329,10 +335,19 @@ describe('open streams', () => {
     await admin.admin.revokeApiKey({ id: created.key?.id ?? '' });
     // Streams check their credential again at most once a second, before the next message.
     await new Promise((resolve) => setTimeout(resolve, 1_100));
-    await admin.send(inApp(userId, 'after the revocation'));
+    const after = await admin.send(inApp(userId, 'after the revocation'));
 
-    const err = await rejection(stream.next());
-    expect(err.code).toBe(Code.Unauthenticated);
-    expect(err.rawMessage).toBe('the API key is revoked');
+    // Nothing of the later notification: the stream ends instead.
+    const outcome = await stream.next().then(
+      (r) => ({ received: r.done ? 'the end of the stream' : r.value.notification?.id }),
+      (err: unknown) => ({
+        code: Code[ConnectError.from(err).code],
+        message: ConnectError.from(err).rawMessage,
+      }),
+    );
+    expect(outcome, `after: ${after.id}`).toEqual({
+      code: 'Unauthenticated',
+      message: 'the API key is revoked',
+    });
   });
 });
