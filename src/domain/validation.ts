@@ -374,7 +374,7 @@ export function validateAddress(
       else {
         const url = new URL(to);
         // A request cannot carry them (fetch refuses such a URL): it could never be delivered.
-        if (url.username !== '' || url.password !== '')
+        if (hasCredentials(url))
           bad(field, 'must not carry credentials (user:password@) for webhook');
         else {
           const broken = webhookUrl?.(url) ?? null;
@@ -388,7 +388,13 @@ export function validateAddress(
   }
 }
 
-function isHttpUrl(s: string): boolean {
+/** True when `url` carries `user:password@`, which no request can send (fetch refuses it). */
+export function hasCredentials(url: URL): boolean {
+  return url.username !== '' || url.password !== '';
+}
+
+/** True for an absolute http(s) URL with a host: what a webhook may be sent to. */
+export function isHttpUrl(s: string): boolean {
   if (!URL.canParse(s)) return false;
   const { protocol, hostname } = new URL(s);
   return (protocol === 'http:' || protocol === 'https:') && hostname !== '';

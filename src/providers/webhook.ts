@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { PermanentDeliveryError, TransientDeliveryError } from '../domain/errors.js';
 import type { Notification } from '../domain/notification.js';
 import type { DeliveryResult, Provider } from '../domain/ports.js';
+import { hasCredentials, isHttpUrl } from '../domain/validation.js';
 import { failureOf, httpRequest } from './http.js';
 import { createAddressGuard, type AddressGuard, type ResolveHost } from './private-addresses.js';
 
@@ -70,7 +71,7 @@ export function createWebhookProvider(
         throw new PermanentDeliveryError(`${name}: 'to' is not an http(s) URL`);
       const url = new URL(target);
       // fetch refuses such a URL on every attempt.
-      if (url.username !== '' || url.password !== '')
+      if (hasCredentials(url))
         throw new PermanentDeliveryError(`${name}: the URL carries credentials (user:password@)`);
       // Checked here too, not only when accepted: the setting may have changed since, and only
       // here is a host name resolved to the address actually connected to.
@@ -189,10 +190,4 @@ function secretFor(config: WebhookProviderConfig, tenantId: string): string {
   return Object.hasOwn(config.tenantSecrets, tenantId)
     ? (config.tenantSecrets[tenantId] ?? config.secret)
     : config.secret;
-}
-
-function isHttpUrl(s: string): boolean {
-  if (!URL.canParse(s)) return false;
-  const { protocol, hostname } = new URL(s);
-  return (protocol === 'http:' || protocol === 'https:') && hostname !== '';
 }
