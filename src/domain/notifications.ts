@@ -615,24 +615,42 @@ function newNotification(
   };
 }
 
-/** Throws ValidationError naming `field` unless `id` is a UUID. */
-export function requireUuid(id: string, field: string): void {
-  if (id === '') throw new ValidationError([{ field, description: 'is required' }]);
-  if (!isUuid(id)) throw new ValidationError([{ field, description: 'must be a UUID' }]);
+/** What is wrong with `id` as a UUID field, or null. */
+function uuidProblem(id: string): string | null {
+  if (id === '') return 'is required';
+  return isUuid(id) ? null : 'must be a UUID';
 }
 
-function validateWatch(target: WatchTarget): void {
-  if ('notificationId' in target) {
-    requireUuid(target.notificationId, 'notification_id');
+/** Throws ValidationError naming `field` unless `id` is a UUID. */
+export function requireUuid(id: string, field: string): void {
+  const problem = uuidProblem(id);
+  if (problem !== null) throw new ValidationError([{ field, description: problem }]);
+}
+
+/**
+ * Throws ValidationError naming every bad field of a watch: the target's own and `known`, those
+ * the caller already found in the request (see server/mapping.ts). Null: the request named no
+ * target (its violation is among `known`).
+ */
+export function validateWatch(
+  target: WatchTarget | null,
+  known: readonly FieldViolation[] = [],
+): asserts target is WatchTarget {
+  const v: FieldViolation[] = [...known];
+  const add = (field: string, description: string) => v.push({ field, description });
+  if (target === null) {
+    if (v.length === 0) add('target', 'notification_id or user_id is required');
+  } else if ('notificationId' in target) {
+    const problem = uuidProblem(target.notificationId);
+    if (problem !== null) add('notification_id', problem);
     if (target.afterVersion !== null && target.afterVersion < 0)
-      throw new ValidationError([{ field: 'after_version', description: 'must be at least 0' }]);
+      add('after_version', 'must be at least 0');
   } else {
-    const v: FieldViolation[] = [];
-    validateUserId(target.userId, (field, description) => v.push({ field, description }));
+    validateUserId(target.userId, add);
     if (target.initialCount < 0 || target.initialCount > WATCH_INITIAL_MAX)
-      v.push({ field: 'initial_count', description: `must be 0 to ${WATCH_INITIAL_MAX}` });
-    if (v.length > 0) throw new ValidationError(v);
+      add('initial_count', `must be 0 to ${WATCH_INITIAL_MAX}`);
   }
+  if (v.length > 0) throw new ValidationError(v);
 }
 
 function errorMessage(err: unknown): string {

@@ -29,7 +29,7 @@ import type {
   DeadLetterSelection,
   ListDeadLettersInput,
 } from '../domain/dead-letters.js';
-import { ValidationError, type FieldViolation } from '../domain/errors.js';
+import type { FieldViolation } from '../domain/errors.js';
 import type { ListInput, WatchTarget } from '../domain/notifications.js';
 import type {
   Channel,
@@ -247,8 +247,13 @@ export function statsInputFromPb(req: GetStatsRequest): WithViolations<StatsInpu
   return { input, violations: v };
 }
 
-/** The watch target of a request; throws ValidationError for a missing target or bad statuses. */
-export function watchTargetFromPb(req: WatchNotificationsRequest): WatchTarget {
+/**
+ * The watch target of a request (null when it names none), and the fields the wire form got
+ * wrong (see WithViolations).
+ */
+export function watchTargetFromPb(
+  req: WatchNotificationsRequest,
+): WithViolations<WatchTarget | null> {
   const t = req.target;
   const v: FieldViolation[] = [];
   const statuses = enumFilterFromPb(PbStatus, req.statuses, 'statuses', statusFromName, v);
@@ -262,14 +267,17 @@ export function watchTargetFromPb(req: WatchNotificationsRequest): WatchTarget {
   if (t.case === 'notificationId' && req.initialCount !== 0) {
     v.push({ field: 'initial_count', description: 'applies to a user_id watch only' });
   }
-  if (t.case === undefined || v.length > 0) throw new ValidationError(v);
-  return t.case === 'notificationId'
-    ? {
-        notificationId: t.value,
-        afterVersion: req.afterVersion === undefined ? null : Number(req.afterVersion),
-        statuses,
-      }
-    : { userId: t.value, initialCount: req.initialCount, statuses };
+  const input: WatchTarget | null =
+    t.case === undefined
+      ? null
+      : t.case === 'notificationId'
+        ? {
+            notificationId: t.value,
+            afterVersion: req.afterVersion === undefined ? null : Number(req.afterVersion),
+            statuses,
+          }
+        : { userId: t.value, initialCount: req.initialCount, statuses };
+  return { input, violations: v };
 }
 
 /** A dead-letter filter; bad channels or timestamps add violations named under `filter.`. */

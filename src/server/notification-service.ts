@@ -31,7 +31,7 @@ import {
 } from '@herald/client/gen/herald/v1/notification_pb';
 import type { Principal } from '../domain/access.js';
 import { NotFoundError } from '../domain/errors.js';
-import type { Notifications, SendResult } from '../domain/notifications.js';
+import { validateWatch, type Notifications, type SendResult } from '../domain/notifications.js';
 import type { Logger } from '../domain/ports.js';
 import { principalOf, requestUser } from './auth.js';
 import { toConnectError } from './errors.js';
@@ -155,17 +155,19 @@ export class NotificationServiceHandler implements Impl {
     this.openWatches += 1;
     try {
       const p = principalOf(ctx);
-      let target = watchTargetFromPb(req);
-      if (p.userId !== null) {
-        // An empty user_id is the token's own user.
-        if ('userId' in target) target = ownUser(p, target);
-        // Not found unless it is the user's: the same answer as for an unknown id.
-        else if (
-          (await this.notifications.get(p.tenantId, target.notificationId)).notification.userId !==
+      const { input, violations } = watchTargetFromPb(req);
+      // An empty user_id is a user token's own user.
+      const target = p.userId !== null && input && 'userId' in input ? ownUser(p, input) : input;
+      // Every bad field at once, before the ownership check below reads anything.
+      validateWatch(target, violations);
+      // Not found unless it is the token's user's: the same answer as for an unknown id.
+      if (
+        p.userId !== null &&
+        'notificationId' in target &&
+        (await this.notifications.get(p.tenantId, target.notificationId)).notification.userId !==
           p.userId
-        ) {
-          throw new NotFoundError(`notification ${target.notificationId}`);
-        }
+      ) {
+        throw new NotFoundError(`notification ${target.notificationId}`);
       }
       for await (const s of this.notifications.watch(p.tenantId, target, ctx.signal)) {
         yield create(WatchNotificationsResponseSchema, {

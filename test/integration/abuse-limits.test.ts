@@ -378,6 +378,37 @@ describe('size limits not covered by send-validation', () => {
     },
   );
 
+  it.each([
+    [
+      'a notification watch',
+      {
+        target: { case: 'notificationId' as const, value: 'not-a-uuid' },
+        statuses: [99],
+        initialCount: 5,
+      },
+      ['statuses', 'initial_count', 'notification_id'],
+    ],
+    [
+      'a user watch',
+      {
+        target: { case: 'userId' as const, value: 'u'.repeat(129) },
+        statuses: [99],
+        afterVersion: 3n,
+        initialCount: 101,
+      },
+      ['statuses', 'after_version', 'user_id', 'initial_count'],
+    ],
+  ])('WatchNotifications names every bad field of %s at once', async (_, request, fields) => {
+    for (const client of [grpc, connect]) {
+      const err = await rejection(
+        client.watchNotifications(request)[Symbol.asyncIterator]().next(),
+      );
+
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(violatedFields(err)).toEqual(fields);
+    }
+  });
+
   it('WatchNotifications fails with INVALID_ARGUMENT when the deadline is over the cap', async () => {
     for (const client of [grpc, connect]) {
       // HERALD_MAX_TIMEOUT_MS defaults to 30 s.

@@ -214,6 +214,13 @@ describe('user tokens', () => {
       target: { case: 'notificationId', value: theirs.id },
     });
     expect((await rejection(watchTheirs[Symbol.asyncIterator]().next())).code).toBe(Code.NotFound);
+    // A bad id is named as the request names it, before anything is read.
+    const watchBad = alice.watchNotifications({
+      target: { case: 'notificationId', value: 'nope' },
+    });
+    const bad = await rejection(watchBad[Symbol.asyncIterator]().next());
+    expect(bad.code).toBe(Code.InvalidArgument);
+    expect(bad.message).toContain('notification_id');
     const stop = new AbortController();
     const watchMine = alice.watchNotifications(
       { target: { case: 'notificationId', value: mine.id } },
