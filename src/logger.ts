@@ -3,6 +3,7 @@
  * a logged object.
  */
 import { pino, type Logger as PinoLogger } from 'pino';
+import type { Logger as LoggerPort } from './domain/ports.js';
 
 export type Logger = PinoLogger;
 
@@ -54,4 +55,44 @@ export function createLogger(options: {
     },
     options.destination ?? pino.destination({ sync: false }),
   );
+}
+
+/**
+ * Warnings about a condition that fails many operations at once — a database outage fails every
+ * request and every claim — logged at most once per interval per logger and message: the first
+ * at once, the same warning again within the interval only counted, and the next line logged
+ * carries that count as `suppressed`. An outage of minutes at 1,000 requests/s is then a few dozen
+ * lines, not a flood that buries everything else.
+ */
+/** The default interval: at most one line per 5 s for the same warning. */
+export const WARN_INTERVAL_MS = 5_000;
+
+interface Last {
+  at: number;
+  suppressed: number;
+}
+
+const throttles = new WeakMap<LoggerPort, Map<string, Last>>();
+
+export function warnThrottled(
+  logger: LoggerPort,
+  fields: object,
+  msg: string,
+  intervalMs = WARN_INTERVAL_MS,
+  now: () => number = Date.now,
+): void {
+  let byMessage = throttles.get(logger);
+  if (byMessage === undefined) {
+    byMessage = new Map();
+    throttles.set(logger, byMessage);
+  }
+  const t = now();
+  const last = byMessage.get(msg);
+  if (last !== undefined && t - last.at < intervalMs) {
+    last.suppressed += 1;
+    return;
+  }
+  const suppressed = last?.suppressed ?? 0;
+  logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+  byMessage.set(msg, { at: t, suppressed: 0 });
 }

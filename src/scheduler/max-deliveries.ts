@@ -11,6 +11,7 @@ import type { Consumer, ConsumerMessages, JetStreamManager, JsMsg } from '@nats-
 import type { Notification } from '../domain/notification.js';
 import { eventOf } from '../domain/notifications.js';
 import type { DeadLetterSink, Logger, NotificationStore, StatusEvents } from '../domain/ports.js';
+import { warnThrottled } from '../logger.js';
 
 export interface MaxDeliveriesDeps {
   consumer: Consumer;
@@ -84,7 +85,11 @@ export function createMaxDeliveriesHandler(deps: MaxDeliveriesDeps) {
         if (stopped) await messages.close();
         for await (const msg of messages) {
           await settle(msg).catch((err: unknown) => {
-            logger.warn({ err: (err as Error).message }, 'settling an advisory failed; will retry');
+            warnThrottled(
+              logger,
+              { err: (err as Error).message },
+              'settling an advisory failed; will retry',
+            );
             msg.nak(5_000);
           });
         }

@@ -14,6 +14,7 @@ import type { Notification } from '../domain/notification.js';
 import { eventOf, optOuts } from '../domain/notifications.js';
 import type { DeadLetterSink, Logger, NotificationStore, StatusEvents } from '../domain/ports.js';
 import type { Preferences } from '../domain/preferences.js';
+import { warnThrottled } from '../logger.js';
 
 export interface SchedulerDeps {
   store: NotificationStore;
@@ -141,7 +142,7 @@ export function createScheduler(deps: SchedulerDeps) {
     timer = setTimeout(() => {
       running = sweep()
         .catch((err: unknown) =>
-          logger.warn({ err: (err as Error).message }, 'sweep failed; will retry'),
+          warnThrottled(logger, { err: (err as Error).message }, 'sweep failed; will retry'),
         )
         .finally(schedule);
     }, deps.intervalMs);

@@ -9,6 +9,7 @@ import { BadRequestSchema, RetryInfoSchema } from '@herald/client/gen/google/rpc
 import { HeraldError, RateLimitedError, ValidationError } from '../domain/errors.js';
 import { rateLimitHeaders } from './rate-limit-headers.js';
 import type { Logger } from '../domain/ports.js';
+import { warnThrottled } from '../logger.js';
 
 const CODES: Record<HeraldError['kind'], Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -50,7 +51,7 @@ export function toConnectError(err: unknown, logger: Logger, rpc: string): Conne
   }
   if (err instanceof HeraldError) return new ConnectError(err.message, CODES[err.kind]);
   if (isDatabaseUnavailable(err)) {
-    logger.warn({ rpc, err: (err as Error).message }, 'database unavailable');
+    warnThrottled(logger, { rpc, err: (err as Error).message }, 'database unavailable');
     return new ConnectError('storage is unavailable; retry later', Code.Unavailable);
   }
   logger.error({ rpc, err }, 'unexpected error');

@@ -16,6 +16,7 @@ import {
   type Notification,
 } from '../domain/notification.js';
 import { eventOf } from '../domain/notifications.js';
+import { warnThrottled } from '../logger.js';
 import type {
   ClaimResult,
   DeadLetterSink,
@@ -167,7 +168,11 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
       () => {
         msg.working();
         store.extendLease(n.id, n.attempt, deps.leaseMs).catch((err: unknown) => {
-          logger.warn({ ...log, err: (err as Error).message }, 'extending the lease failed');
+          warnThrottled(
+            logger,
+            { ...log, err: (err as Error).message },
+            'extending the lease failed',
+          );
         });
       },
       Math.max(100, deps.leaseMs / 3),
@@ -270,7 +275,7 @@ export function createChannelWorker(deps: ChannelWorkerDeps): ChannelWorker {
     try {
       claim = await claimJob();
     } catch (err) {
-      logger.warn({ ...log, err: (err as Error).message }, 'claim failed; will retry');
+      warnThrottled(logger, { ...log, err: (err as Error).message }, 'claim failed; will retry');
       msg.nak(infraRetryMs(msg));
       return null;
     }

@@ -43,6 +43,8 @@ export interface TestHeraldOptions {
   gateway?: boolean;
   /** How the webhook provider resolves the host names of `to` URLs (default: the system's). */
   resolveHost?: ResolveHost;
+  /** The URL Herald reaches its test database at, from the database's own (e.g. through a proxy). */
+  databaseUrl?: (url: string) => string;
 }
 
 export async function startTestHerald(options: TestHeraldOptions = {}): Promise<TestHerald> {
@@ -61,7 +63,7 @@ export async function startTestHerald(options: TestHeraldOptions = {}): Promise<
     // set the tenant's own (test/integration/scheduling.test.ts).
     HERALD_DEFAULT_QUIET_HOURS: 'off',
     HERALD_LOG_LEVEL: 'warn',
-    HERALD_DATABASE_URL: db.url,
+    HERALD_DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
     HERALD_DATABASE_POOL_SIZE: '6',
     HERALD_NATS_URL: natsUrl,
     HERALD_NATS_SUBJECT_PREFIX: layout.subjectPrefix,

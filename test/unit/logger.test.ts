@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/logger.js';
+import type { Logger } from '../../src/domain/ports.js';
+import { createLogger, warnThrottled } from '../../src/logger.js';
 
 /** A logger at `trace` whose lines are collected. */
 function capture() {
@@ -94,5 +95,54 @@ describe('createLogger', () => {
     expect(text).not.toContain(SECRETS.to);
     expect(text).toContain('null value in column');
     expect(JSON.parse(lines[0] ?? '')).toMatchObject({ err: { code: '23502' } });
+  });
+});
+
+describe('warnThrottled', () => {
+  /** A logger that records its warnings, and a clock the test moves. */
+  function recorder() {
+    const warnings: { fields: object; msg: string | undefined }[] = [];
+    const logger: Logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (fields, msg) => warnings.push({ fields, msg }),
+      error: () => undefined,
+    };
+    const clock = { t: 1_000_000 };
+    const warn = (fields: object, msg: string) =>
+      warnThrottled(logger, fields, msg, 5_000, () => clock.t);
+    return { warnings, clock, warn, logger };
+  }
+
+  it('logs the first warning at once and counts the same one within the interval', () => {
+    const { warnings, clock, warn } = recorder();
+    for (let i = 0; i < 100; i++) {
+      warn({ i }, 'database unavailable');
+      clock.t += 10;
+    }
+    expect(warnings).toEqual([{ fields: { i: 0 }, msg: 'database unavailable' }]);
+
+    clock.t += 5_000;
+    warn({ i: 100 }, 'database unavailable');
+
+    expect(warnings).toEqual([
+      { fields: { i: 0 }, msg: 'database unavailable' },
+      { fields: { i: 100, suppressed: 99 }, msg: 'database unavailable' },
+    ]);
+  });
+
+  it('throttles each message, and each logger, on its own', () => {
+    const a = recorder();
+    const b = recorder();
+    a.warn({}, 'database unavailable');
+    a.warn({}, 'claim failed; will retry');
+    a.warn({}, 'database unavailable');
+    b.warn({}, 'database unavailable');
+
+    expect(a.warnings.map((w) => w.msg)).toEqual([
+      'database unavailable',
+      'claim failed; will retry',
+    ]);
+    expect(b.warnings.map((w) => w.msg)).toEqual(['database unavailable']);
   });
 });
