@@ -12,13 +12,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Channel, createHeraldClient } from '@herald/client';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consumerName, streamName } from '../../src/infra/nats/layout.js';
 import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
 import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { killAll, spawnHerald } from '../support/processes.js';
+import { expectAllDelivered, retryFailed, startSteadyLoad } from '../support/steady-load.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const OUTAGE_MS = 15_000;
@@ -36,15 +37,6 @@ afterEach(async () => {
   await killAll();
   await cleanups.runAll();
 });
-
-interface Attempt {
-  key: string;
-  /** When the Send started and ended (ms since the epoch). */
-  started: number;
-  ended: number;
-  id: string | null;
-  code: Code | null;
-}
 
 describe('Herald with PostgreSQL down for 15 s (R7)', () => {
   it('answers UNAVAILABLE, loses nothing, and its workers do not use up max_deliver', async () => {
@@ -96,20 +88,7 @@ describe('Herald with PostgreSQL down for 15 s (R7)', () => {
     for (let i = 0; i < 10; i++) queued.push(await send(`r7-queued-${i}`));
 
     // Steady load throughout: one Send every 100 ms.
-    const attempts: Attempt[] = [];
-    let sending = true;
-    const load = (async () => {
-      for (let i = 0; sending; i++) {
-        const key = `r7-load-${i}`;
-        const started = Date.now();
-        const settled = send(key).then(
-          (n) => ({ id: n.id, code: null }),
-          (err: unknown) => ({ id: null, code: ConnectError.from(err).code }),
-        );
-        void settled.then((r) => attempts.push({ key, started, ended: Date.now(), ...r }));
-        await sleep(100);
-      }
-    })();
+    const load = startSteadyLoad(send, 'r7-load', 100);
     await sleep(2_000);
 
     await proxy.down();
@@ -119,11 +98,7 @@ describe('Herald with PostgreSQL down for 15 s (R7)', () => {
     const upAt = Date.now();
     await proxy.up();
     await sleep(3_000);
-    sending = false;
-    await load;
-    // The last Sends settle within their deadline.
-    await expect.poll(() => attempts.length, { timeout: 15_000 }).toBeGreaterThan(0);
-    await sleep(1_000);
+    const attempts = await load.stop();
 
     // During the outage: no success, and every failure is UNAVAILABLE.
     const during = attempts.filter((a) => a.started >= downAt && a.ended <= upAt);
@@ -134,24 +109,9 @@ describe('Herald with PostgreSQL down for 15 s (R7)', () => {
     );
 
     // The client retries what failed, with the same keys.
-    const accepted = new Map<string, string>();
-    for (const a of attempts) if (a.id !== null) accepted.set(a.key, a.id);
-    for (const a of attempts.filter((x) => x.id === null)) {
-      accepted.set(a.key, (await send(a.key)).id);
-    }
+    const accepted = await retryFailed(attempts, send);
     const ids = [warmUp.id, ...queued.map((n) => n.id), ...accepted.values()];
-    await expect
-      .poll(
-        async () =>
-          (
-            await t.db.pool.query<{ n: string }>(
-              "select count(*) as n from notification where id = any($1::uuid[]) and status <> 'DELIVERED'",
-              [ids],
-            )
-          ).rows[0]?.n,
-        { timeout: DELIVERY_TIMEOUT_MS, interval: 250 },
-      )
-      .toBe('0');
+    await expectAllDelivered(t.db.pool, ids, DELIVERY_TIMEOUT_MS);
 
     const ledger = await reconcileLedger(t.db.pool, ids, t.deliveries());
     printLedger('R7 PostgreSQL down 15 s', ledger);
