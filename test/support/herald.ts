@@ -127,9 +127,9 @@ export function readDeliveries(file: string): string[] {
     .map((l) => (JSON.parse(l) as { notificationId: string }).notificationId);
 }
 
-/** Deletes the job and dead-letter streams of `layout`, if NATS at `url` answers. */
+/** Deletes the job and dead-letter streams of `layout`, if NATS at `url` (a comma-separated list) answers. */
 export async function removeStreams(url: string, layout: ReturnType<typeof randomLayout>) {
-  const nc = await connect({ servers: url, reconnect: false }).catch(() => null);
+  const nc = await connect({ servers: url.split(','), reconnect: false }).catch(() => null);
   if (nc === null) return;
   try {
     await deleteStreams(await jetstreamManager(nc), layout, CHANNELS);

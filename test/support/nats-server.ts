@@ -25,11 +25,17 @@ export interface TestNatsServer {
   close(): Promise<void>;
 }
 
-/** Spawns a nats-server on a free loopback port and resolves when it is ready for clients. */
-export async function startNatsServer(opts: { jetstream?: boolean } = {}): Promise<TestNatsServer> {
+export interface NatsServerOptions {
+  jetstream?: boolean;
+  /** More command-line options (a cluster's, say). */
+  args?: string[];
+}
+
+/** Spawns a nats-server on a loopback port and resolves when it is ready for clients. */
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<TestNatsServer> {
   const port = await freePort();
   const dataDir = opts.jetstream ? await mkdtemp(join(tmpdir(), 'herald-nats-')) : undefined;
-  const args = ['-a', '127.0.0.1', '-p', String(port)];
+  const args = ['-a', '127.0.0.1', '-p', String(port), ...(opts.args ?? [])];
   if (dataDir !== undefined) args.push('-js', '-sd', dataDir);
   let child: ChildProcess | undefined;
 
@@ -62,6 +68,49 @@ export async function startNatsServer(opts: { jetstream?: boolean } = {}): Promi
     async close() {
       await stopWith('SIGTERM');
       if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestNatsCluster {
+  /** Its nodes, named `n0`, `n1`, ... */
+  nodes: TestNatsServer[];
+  /** Every node's client URL, comma-separated (HERALD_NATS_URL). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A JetStream cluster of `size` nats-server processes on loopback, routed to each other, with
+ * file storage of their own. Resolves once each node is ready for clients; JetStream elects its
+ * meta leader a moment later (wait for it with a JetStream request before creating streams).
+ */
+export async function startNatsCluster(size: number): Promise<TestNatsCluster> {
+  const clusterPorts: number[] = [];
+  for (let i = 0; i < size; i++) clusterPorts.push(await freePort());
+  const routes = clusterPorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
+  const nodes = await Promise.all(
+    clusterPorts.map((clusterPort, i) =>
+      startNatsServer({
+        jetstream: true,
+        args: [
+          '-n',
+          `n${i}`,
+          '--cluster_name',
+          'herald-test',
+          '--cluster',
+          `nats://127.0.0.1:${clusterPort}`,
+          '--routes',
+          routes,
+        ],
+      }),
+    ),
+  );
+  return {
+    nodes,
+    url: nodes.map((n) => n.url).join(','),
+    async close() {
+      await Promise.all(nodes.map((n) => n.close()));
     },
   };
 }
