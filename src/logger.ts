@@ -57,13 +57,6 @@ export function createLogger(options: {
   );
 }
 
-/**
- * Warnings about a condition that fails many operations at once — a database outage fails every
- * request and every claim — logged at most once per interval per logger and message: the first
- * at once, the same warning again within the interval only counted, and the next line logged
- * carries that count as `suppressed`. An outage of minutes at 1,000 requests/s is then a few dozen
- * lines, not a flood that buries everything else.
- */
 /** The default interval: at most one line per 5 s for the same warning. */
 export const WARN_INTERVAL_MS = 5_000;
 
@@ -74,6 +67,13 @@ interface Last {
 
 const throttles = new WeakMap<LoggerPort, Map<string, Last>>();
 
+/**
+ * Warnings about a condition that fails many operations at once — a database outage fails every
+ * request and every claim — logged at most once per interval per logger and message: the first
+ * at once, the same warning again within the interval only counted, and the next line logged
+ * carries that count as `suppressed`. An outage of minutes at 1,000 requests/s is then a few dozen
+ * lines, not a flood that buries everything else.
+ */
 export function warnThrottled(
   logger: LoggerPort,
   fields: object,

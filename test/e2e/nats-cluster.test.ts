@@ -7,14 +7,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { Channel, createHeraldClient } from '@herald/client';
+import { createHeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { streamName } from '../../src/infra/nats/layout.js';
 import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
 import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { startNatsCluster } from '../support/nats-server.js';
-import { expectAllDelivered, startSteadyLoad } from '../support/steady-load.js';
+import { expectAllDelivered, keyedEmailSend, startSteadyLoad } from '../support/steady-load.js';
 
 /**
  * Leader elections, the outbox sweep for what could not be published meanwhile, and the workers'
@@ -51,14 +51,7 @@ describe('Herald on a three-node NATS cluster (R18)', () => {
       cleanups.add(() => t.stop());
       const client = createHeraldClient({ baseUrl: t.h2cUrl, protocol: 'grpc', timeoutMs: 10_000 });
       cleanups.add(() => client.close());
-      const send = (key: string) =>
-        client.send({
-          userId: 'u-r18',
-          channel: Channel.EMAIL,
-          to: 'a@example.com',
-          content: { subject: 'R18', body: key },
-          idempotencyKey: key,
-        });
+      const send = keyedEmailSend(client, 'u-r18');
 
       const info = await jsm.streams.info(streamName(t.config.nats, 'email'));
       expect(info.config.num_replicas).toBe(3);

@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { Channel, createHeraldClient } from '@herald/client';
+import { createHeraldClient } from '@herald/client';
 import { Code } from '@connectrpc/connect';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consumerName, streamName } from '../../src/infra/nats/layout.js';
@@ -19,7 +19,12 @@ import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
 import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { killAll, spawnHerald } from '../support/processes.js';
-import { expectAllDelivered, retryFailed, startSteadyLoad } from '../support/steady-load.js';
+import {
+  expectAllDelivered,
+  keyedEmailSend,
+  retryFailed,
+  startSteadyLoad,
+} from '../support/steady-load.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const OUTAGE_MS = 15_000;
@@ -61,14 +66,7 @@ describe('Herald with PostgreSQL down for 15 s (R7)', () => {
     cleanups.add(() => nc.close());
     const jsm = await jetstreamManager(nc);
     const worker = spawnHerald(['worker', '--channels', 'email'], { ...process.env, ...t.env });
-    const send = (key: string) =>
-      client.send({
-        userId: 'u-r7',
-        channel: Channel.EMAIL,
-        to: 'a@example.com',
-        content: { subject: 'R7', body: key },
-        idempotencyKey: key,
-      });
+    const send = keyedEmailSend(client, 'u-r7');
     const statusOf = async (id: string) =>
       (
         await t.db.pool.query<{ status: string }>('select status from notification where id = $1', [

@@ -6,12 +6,17 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Code } from '@connectrpc/connect';
-import { Channel, createHeraldClient } from '@herald/client';
+import { createHeraldClient } from '@herald/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCleanups } from '../support/cleanups.js';
 import { startTestHerald } from '../support/herald.js';
 import { printLedger, reconcileLedger } from '../support/ledger.js';
-import { expectAllDelivered, retryFailed, startSteadyLoad } from '../support/steady-load.js';
+import {
+  expectAllDelivered,
+  keyedEmailSend,
+  retryFailed,
+  startSteadyLoad,
+} from '../support/steady-load.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const OUTAGE_MS = 5_000;
@@ -38,14 +43,7 @@ describe('Herald with Redis down for 5 s (R6)', () => {
       cleanups.add(() => t.stop());
       const client = createHeraldClient({ baseUrl: t.h2cUrl, protocol: 'grpc', timeoutMs: 10_000 });
       cleanups.add(() => client.close());
-      const send = (key: string) =>
-        client.send({
-          userId: 'u-r6',
-          channel: Channel.EMAIL,
-          to: 'a@example.com',
-          content: { subject: 'R6', body: key },
-          idempotencyKey: key,
-        });
+      const send = keyedEmailSend(client, 'u-r6');
 
       // Steady load throughout: one Send every 50 ms.
       const load = startSteadyLoad(send, 'r6-load', 50);

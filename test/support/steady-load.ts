@@ -5,6 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectError, type Code } from '@connectrpc/connect';
+import { Channel, type HeraldClient } from '@herald/client';
 import type pg from 'pg';
 import { expect } from 'vitest';
 
@@ -24,6 +25,18 @@ export interface SteadyLoad {
   attempts: Attempt[];
   /** Stops sending and waits for the Sends in flight to settle. */
   stop(): Promise<Attempt[]>;
+}
+
+/** A Send of one email to `userId` under the idempotency key it is given (the key is its body). */
+export function keyedEmailSend(client: HeraldClient, userId: string) {
+  return (key: string) =>
+    client.send({
+      userId,
+      channel: Channel.EMAIL,
+      to: 'a@example.com',
+      content: { subject: userId, body: key },
+      idempotencyKey: key,
+    });
 }
 
 /** Sends `send(<prefix>-<n>)` every `intervalMs` until stopped. */
