@@ -51,6 +51,14 @@ export interface ApiKeyStore {
 }
 
 /** Throws PermissionDenied unless the principal holds `scope`. */
+/**
+ * Whether the caller may read stored data it did not write itself: a key with the `read` scope,
+ * or a user token (confined to its own user by the services).
+ */
+export function mayRead(p: Principal): boolean {
+  return p.kind === 'user' || p.scopes.includes('read');
+}
+
 export function requireScope(p: Principal, scope: Scope, what: string): void {
   if (!p.scopes.includes(scope)) {
     throw new PermissionDeniedError(`${what} needs the ${scope} scope`);

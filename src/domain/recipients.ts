@@ -37,6 +37,25 @@ export interface Recipient {
   updatedAt: Date;
 }
 
+/**
+ * A recipient as a write's answer shows it to a caller that may not read (mayRead): only what
+ * that write set. An upsert sets every field but the push tokens, so those are left out; a token's
+ * registration sets that token, so everything else is. A `send` key can then register a device
+ * for any user id without learning the user's email, phone, data or other devices.
+ */
+export function writtenPart(r: Recipient, wrote: 'fields' | { pushToken: string }): Recipient {
+  if (wrote === 'fields') return { ...r, pushTokens: [] };
+  return {
+    ...r,
+    email: null,
+    phone: null,
+    timeZone: null,
+    locale: null,
+    data: {},
+    pushTokens: r.pushTokens.filter((t) => t.token === wrote.pushToken),
+  };
+}
+
 export type RecipientFields = Pick<
   Recipient,
   'userId' | 'email' | 'phone' | 'timeZone' | 'locale' | 'data'

@@ -19,7 +19,8 @@ import {
   type UpsertRecipientRequest,
 } from '@herald/client/gen/herald/v1/recipient_pb';
 import { ValidationError } from '../domain/errors.js';
-import type { Recipient, Recipients } from '../domain/recipients.js';
+import { mayRead } from '../domain/access.js';
+import { writtenPart, type Recipient, type Recipients } from '../domain/recipients.js';
 import { principalOf } from './auth.js';
 
 export class RecipientServiceHandler implements ServiceImpl<typeof RecipientService> {
@@ -30,7 +31,8 @@ export class RecipientServiceHandler implements ServiceImpl<typeof RecipientServ
     if (r === undefined) {
       throw new ValidationError([{ field: 'recipient', description: 'is required' }]);
     }
-    const stored = await this.recipients.upsert(principalOf(ctx).tenantId, {
+    const p = principalOf(ctx);
+    const stored = await this.recipients.upsert(p.tenantId, {
       userId: r.userId,
       email: r.email || null,
       phone: r.phone || null,
@@ -38,7 +40,9 @@ export class RecipientServiceHandler implements ServiceImpl<typeof RecipientServ
       locale: r.locale || null,
       data: r.data,
     });
-    return create(UpsertRecipientResponseSchema, { recipient: recipientToPb(stored) });
+    return create(UpsertRecipientResponseSchema, {
+      recipient: recipientToPb(mayRead(p) ? stored : writtenPart(stored, 'fields')),
+    });
   }
 
   async getRecipient(req: GetRecipientRequest, ctx: HandlerContext) {
@@ -52,12 +56,11 @@ export class RecipientServiceHandler implements ServiceImpl<typeof RecipientServ
   }
 
   async registerPushToken(req: RegisterPushTokenRequest, ctx: HandlerContext) {
-    const r = await this.recipients.registerPushToken(
-      principalOf(ctx).tenantId,
-      req.userId,
-      req.token,
-    );
-    return create(RegisterPushTokenResponseSchema, { recipient: recipientToPb(r) });
+    const p = principalOf(ctx);
+    const r = await this.recipients.registerPushToken(p.tenantId, req.userId, req.token);
+    return create(RegisterPushTokenResponseSchema, {
+      recipient: recipientToPb(mayRead(p) ? r : writtenPart(r, { pushToken: req.token })),
+    });
   }
 
   async removePushToken(req: RemovePushTokenRequest, ctx: HandlerContext) {

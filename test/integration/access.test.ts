@@ -136,6 +136,40 @@ describe('API keys', () => {
     expect((await rejection(sender.admin.listApiKeys({}))).code).toBe(Code.PermissionDenied);
   });
 
+  it('answers a send-only key’s recipient writes with what it set, not the stored contact data', async () => {
+    const full = clientWith(keys.a);
+    const sender = clientWith(keys.aSend);
+    const userId = `dana-${Date.now()}`;
+    await full.recipients.upsertRecipient({
+      recipient: {
+        userId,
+        email: 'dana@example.com',
+        phone: '+15550001111',
+        data: { plan: 'gold' },
+      },
+    });
+    await full.recipients.registerPushToken({ userId, token: 'device-of-dana' });
+
+    const registered = await sender.recipients.registerPushToken({ userId, token: 'new-device' });
+
+    expect(registered.recipient?.userId).toBe(userId);
+    expect(registered.recipient?.email).toBe('');
+    expect(registered.recipient?.phone).toBe('');
+    expect(registered.recipient?.data).toEqual({});
+    expect(registered.recipient?.pushTokens.map((t) => t.token)).toEqual(['new-device']);
+    const upserted = await sender.recipients.upsertRecipient({
+      recipient: { userId, email: 'dana@example.org' },
+    });
+    expect(upserted.recipient?.email).toBe('dana@example.org');
+    expect(upserted.recipient?.pushTokens).toEqual([]);
+    // Stored in full all the same, and shown in full to a key that may read.
+    const stored = (await full.recipients.getRecipient({ userId })).recipient;
+    expect(stored?.pushTokens.map((t) => t.token)).toEqual(['new-device', 'device-of-dana']);
+    const again = await full.recipients.registerPushToken({ userId, token: 'new-device' });
+    expect(again.recipient?.email).toBe('dana@example.org');
+    expect(again.recipient?.pushTokens).toHaveLength(2);
+  });
+
   it('creates, lists and revokes keys through AdminService; a revoked key stops working', async () => {
     const admin = clientWith(keys.a);
     const created = await admin.admin.createApiKey({ name: 'worker svc', scopes: ['read'] });

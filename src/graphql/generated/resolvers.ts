@@ -101,11 +101,11 @@ export type Mutation = {
   markNotifications: MarkNotificationsPayload;
   /** Marks every unread inbox item of the caller (user token) read. */
   markAllRead: MarkAllReadPayload;
-  /** Creates the user's recipient or replaces its fields; its push tokens are kept (an API key with the send scope). Invalid fields are BAD_USER_INPUT, named as the api names them (recipient.email). */
+  /** Creates the user's recipient or replaces its fields; its push tokens are kept (an API key with the send scope; without the read scope the answer leaves the push tokens out). Invalid fields are BAD_USER_INPUT, named as the api names them (recipient.email). */
   upsertRecipient: Recipient;
   /** Deletes the user's recipient and its push tokens, so Herald keeps no contact data of the user (an API key with the send scope). False when there was none. */
   deleteRecipient: Scalars['Boolean']['output'];
-  /** Adds a device token to the user's recipient, creating the recipient if needed; registering a known token again refreshes it (an API key with the send scope). Push goes to the most recently registered token. */
+  /** Adds a device token to the user's recipient, creating the recipient if needed; registering a known token again refreshes it (an API key with the send scope; without the read scope the answer holds only the user id, the times and this token). Push goes to the most recently registered token. */
   registerPushToken: Recipient;
   /** Removes a device token from the user's recipient (an API key with the send scope). False when it was not registered. */
   removePushToken: Scalars['Boolean']['output'];

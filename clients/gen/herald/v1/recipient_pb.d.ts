@@ -143,7 +143,8 @@ export declare const UpsertRecipientRequestSchema: GenMessage<UpsertRecipientReq
  */
 export declare type UpsertRecipientResponse = Message<"herald.v1.UpsertRecipientResponse"> & {
   /**
-   * The recipient as stored.
+   * The recipient as stored. For an API key without the read scope, without its push tokens:
+   * a write answers with what it set, not with what others stored.
    *
    * @generated from field: herald.v1.Recipient recipient = 1;
    */
@@ -270,7 +271,9 @@ export declare const RegisterPushTokenRequestSchema: GenMessage<RegisterPushToke
  */
 export declare type RegisterPushTokenResponse = Message<"herald.v1.RegisterPushTokenResponse"> & {
   /**
-   * The recipient with its push tokens.
+   * The recipient with its push tokens. For an API key without the read scope, only the user id,
+   * the times and the token just registered: a write answers with what it set, not with the
+   * user's contact data or other devices.
    *
    * @generated from field: herald.v1.Recipient recipient = 1;
    */
