@@ -44,7 +44,7 @@ import {
   openDatabase,
   type Database,
 } from './infra/postgres/orm.js';
-import type { Logger } from './logger.js';
+import { withThrottledWarnings, type Logger } from './logger.js';
 import { hostRule, type ResolveHost } from './providers/private-addresses.js';
 import { providerEntriesFor } from './providers/registry.js';
 import { createGateway } from './graphql/gateway.js';
@@ -186,7 +186,8 @@ export async function startHerald(options: HeraldOptions): Promise<Herald> {
       templates,
       sendRules: config.webhookPrivateAddresses === 'deny' ? { webhookUrl: hostRule } : {},
       events,
-      logger,
+      // A NATS outage fails every Send's publish: one warning per 5 s, not one per Send.
+      logger: withThrottledWarnings(logger),
       hash: (s) => createHash('sha256').update(s).digest('hex'),
       // Well inside the outbox grace, after which the scheduler republishes unstamped rows.
       stampDelayMs: Math.min(1_000, config.scheduler.outboxGraceMs / 2),

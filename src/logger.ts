@@ -96,3 +96,17 @@ export function warnThrottled(
   logger.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
   byMessage.set(msg, { at: t, suppressed: 0 });
 }
+
+/**
+ * `logger` with its warnings throttled as warnThrottled does, for parts whose every warning is
+ * of that kind: the domain's publish and stamp failures (NATS or PostgreSQL away) come once per
+ * notification otherwise.
+ */
+export function withThrottledWarnings(logger: LoggerPort): LoggerPort {
+  return {
+    debug: (obj, msg) => logger.debug(obj, msg),
+    info: (obj, msg) => logger.info(obj, msg),
+    warn: (obj, msg) => warnThrottled(logger, obj, msg ?? ''),
+    error: (obj, msg) => logger.error(obj, msg),
+  };
+}

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { Logger } from '../../src/domain/ports.js';
-import { createLogger, warnThrottled } from '../../src/logger.js';
+import { createLogger, warnThrottled, withThrottledWarnings } from '../../src/logger.js';
 
 /** A logger at `trace` whose lines are collected. */
 function capture() {
@@ -144,5 +144,18 @@ describe('warnThrottled', () => {
       'claim failed; will retry',
     ]);
     expect(b.warnings.map((w) => w.msg)).toEqual(['database unavailable']);
+  });
+
+  it('withThrottledWarnings throttles warnings and passes everything else through', () => {
+    const { warnings, logger } = recorder();
+    const infos: string[] = [];
+    const wrapped = withThrottledWarnings({ ...logger, info: (_, msg) => infos.push(msg ?? '') });
+    for (let i = 0; i < 10; i++) {
+      wrapped.warn({ i }, 'publish failed; the outbox sweep will publish it');
+      wrapped.info({ i }, 'dead letters replayed');
+    }
+
+    expect(warnings).toHaveLength(1);
+    expect(infos).toHaveLength(10);
   });
 });
