@@ -13,7 +13,11 @@ import { createTemplates, type TemplateFields } from './domain/templates.js';
 import type { Config } from './config.js';
 import type { Logger } from './domain/ports.js';
 import { newApiKey } from './infra/auth/api-keys.js';
-import { issueUserToken, MAX_USER_TOKEN_TTL_SECONDS } from './infra/auth/user-tokens.js';
+import {
+  issueUserToken,
+  MAX_USER_TOKEN_TTL_SECONDS,
+  tenantTokenSecret,
+} from './infra/auth/user-tokens.js';
 import { createApiKeyStore } from './infra/postgres/api-key-store.js';
 import { createTemplateStore } from './infra/postgres/template-store.js';
 import { assertSchemaCurrent, openDatabase } from './infra/postgres/orm.js';
@@ -27,6 +31,8 @@ export const ADMIN_USAGE = `  keys create --tenant <t> --scopes send,read,admin 
                               revoke a key
   tokens issue --tenant <t> --user <u> [--ttl <seconds>]
                               issue a user token (HS256 JWT) for a frontend
+  tokens secret --tenant <t>  print the tenant's token signing secret (base64url), for a
+                              backend that mints its tenant's tokens without the master secret
   templates push --tenant <t> --file <template.json>
                               create the template, or add a version unless unchanged
                               (the file is a herald.v1.Template in JSON)`;
@@ -54,7 +60,7 @@ export async function runAdminCommand(
   const [group, action] = positionals;
   const known =
     group === 'tokens'
-      ? ['issue']
+      ? ['issue', 'secret']
       : group === 'templates'
         ? ['push']
         : ['create', 'list', 'revoke'];
@@ -68,6 +74,18 @@ export async function runAdminCommand(
     return 2;
   }
 
+  if (group === 'tokens' && action === 'secret') {
+    if (config.auth.tokenSecretIsDevelopmentDefault) {
+      logger.warn({}, 'HERALD_TOKEN_SECRET is not set: this is the development secret');
+    }
+    try {
+      console.log(tenantTokenSecret(config.auth.tokenSecret, tenant).toString('base64url'));
+    } catch (err) {
+      console.error(`herald: tokens secret: ${(err as Error).message}`);
+      return 2;
+    }
+    return 0;
+  }
   if (group === 'tokens' && action === 'issue') {
     if (!values.user) {
       console.error('herald: tokens issue: --user is required');

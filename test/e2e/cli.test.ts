@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tenantTokenSecret } from '../../src/infra/auth/user-tokens.js';
 import { MIGRATIONS } from '../../src/infra/postgres/orm.js';
 import { removeStreams } from '../support/herald.js';
 import { NATS_URL, randomLayout } from '../support/nats.js';
@@ -182,6 +183,18 @@ describe('herald', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     expect(run.stderr).toContain('HERALD_TOKEN_SECRET is not set');
+  });
+
+  it('prints a tenant’s token signing secret, derived from HERALD_TOKEN_SECRET', async () => {
+    const master = 'cli-test-master-secret-0123456789abcdef';
+    const run = await herald(['tokens', 'secret', '--tenant', 'cli-t'], {
+      HERALD_DATABASE_URL: db.url,
+      HERALD_TOKEN_SECRET: master,
+    });
+
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe(tenantTokenSecret(master, 'cli-t').toString('base64url'));
+    expect(run.stdout).not.toBe(tenantTokenSecret(master, 'cli-u').toString('base64url'));
   });
 
   it('pushes a template file: creates it, adds a version only when it changed, names bad parts', async () => {
