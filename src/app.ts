@@ -385,7 +385,8 @@ function openRateLimiter(config: Config, logger: Logger): RateLimiter & { close(
     enableOfflineQueue: false,
     // The limiter's calls of one event-loop turn go to Redis in one write (and one read back).
     enableAutoPipelining: true,
-    commandTimeout: 500,
+    // No commandTimeout: the limiter bounds each call itself (timeoutMs), and ioredis's would add
+    // a second timer per command (and a `delete` that turns each command object into a slow one).
     connectTimeout: 2_000,
     maxRetriesPerRequest: 1,
     // Reconnect forever, at most every 2 s.

@@ -33,7 +33,6 @@ afterEach(() => cleanups.runAll());
 async function connect(options: RedisOptions = {}): Promise<Redis> {
   const redis = new Redis(REDIS_URL, {
     enableOfflineQueue: false,
-    commandTimeout: 500,
     lazyConnect: true,
     ...options,
   });
@@ -48,7 +47,6 @@ function unreachable(): Redis {
     host: '127.0.0.1',
     port: 1,
     enableOfflineQueue: false,
-    commandTimeout: 500,
     retryStrategy: () => 200,
   });
   // Connection errors are the point here; without a listener ioredis reports each one.

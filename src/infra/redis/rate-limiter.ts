@@ -10,9 +10,10 @@
  * clocks still agree on what "now" is. A set never holds more than `limit` members and expires
  * one window after its newest send.
  *
- * Recommended client options: `{ enableOfflineQueue: false, commandTimeout: 500 }` — a request
- * should be decided now, not after Redis comes back. The limiter also gives up on a call after
- * `timeoutMs` itself, so a client without those options delays requests but cannot hang them.
+ * Recommended client option: `{ enableOfflineQueue: false }` — a request should be decided now,
+ * not after Redis comes back. The limiter gives up on a call after `timeoutMs` itself, so the
+ * client needs no `commandTimeout` of its own (Herald's sets none: it would be a second timer
+ * per command).
  *
  * When Redis fails (refused, timed out, any error):
  *   - `onRedisError: 'closed'`: `take` throws UnavailableError('Redis (rate limits)');
