@@ -65,6 +65,8 @@ export interface NotificationsDeps {
    * left unstamped are republished.
    */
   stampDelayMs?: number;
+  /** How many notifications a watch remembers the latest version of; default 10,000. */
+  watchMemory?: number;
 }
 
 export interface SendResult {
@@ -100,6 +102,7 @@ export type Notifications = ReturnType<typeof createNotifications>;
 export function createNotifications(deps: NotificationsDeps) {
   const { store, events, logger } = deps;
   const now = deps.now ?? (() => new Date());
+  const watchMemory = deps.watchMemory ?? 10_000;
   const inFlight = new Set<Promise<void>>();
 
   /**
@@ -384,7 +387,13 @@ export function createNotifications(deps: NotificationsDeps) {
       // Notifications created after this moment are new to the watcher: all of their states are
       // due, from version 1 (a second of slack covers clocks that disagree a little).
       const liveSince = now().getTime() - 1_000;
+      // The latest version seen of each notification, the oldest forgotten first past
+      // watchMemory. One missing from it is new to the watcher (every state due) only if it
+      // cannot have been forgotten: ids are UUIDv7, ordered by creation time, so one created
+      // after every forgotten one. Else it is taken as seen up to its previous version, so a
+      // forgotten notification's next change never replays its history a second time.
       const seen = new Map<string, number>();
+      let forgotten = '';
       const initial: StatusEvent[] = [];
       if ('notificationId' in target) {
         const n = await store.get(tenantId, target.notificationId);
@@ -414,7 +423,7 @@ export function createNotifications(deps: NotificationsDeps) {
       for (const state of initial) if (matches(state)) yield state;
       for await (const live of sub) {
         const id = live.notification.id;
-        const isNew = live.notification.createdAt.getTime() >= liveSince;
+        const isNew = live.notification.createdAt.getTime() >= liveSince && id > forgotten;
         const last = seen.get(id) ?? (isNew ? 0 : live.notification.version - 1);
         if (live.notification.version <= last) continue;
         if (live.notification.version > last + 1) {
@@ -424,7 +433,11 @@ export function createNotifications(deps: NotificationsDeps) {
           }
         }
         seen.set(id, live.notification.version);
-        if (seen.size > 10_000) seen.delete(seen.keys().next().value as string);
+        if (seen.size > watchMemory) {
+          const oldest = seen.keys().next().value as string;
+          seen.delete(oldest);
+          if (oldest > forgotten) forgotten = oldest;
+        }
         if (matches(live)) yield live;
       }
     } finally {

@@ -10,6 +10,7 @@ import {
   createNotifications,
   eventOf,
   type Notifications,
+  type NotificationsDeps,
 } from '../../src/domain/notifications.js';
 import type { NotificationStore, StatusEvents } from '../../src/domain/ports.js';
 import type { StatusEvent } from '../../src/domain/status-event.js';
@@ -34,7 +35,11 @@ beforeAll(async () => {
   nc = await connectNats({ servers: NATS_URL, name: 'watch-test' });
   store = createNotificationStore(db.pool);
   events = createStatusBus(nc, randomLayout());
-  notifications = createNotifications({
+  notifications = createNotifications(deps());
+});
+
+function deps(): NotificationsDeps {
+  return {
     store,
     // Never called: these tests store rows directly and publish their status events by hand.
     queue: { publish: () => Promise.reject(new Error('no queue in this test')) },
@@ -44,8 +49,8 @@ beforeAll(async () => {
     recipients: createRecipientStore(db.pool),
     preferences: null,
     hash: (s) => s,
-  });
-});
+  };
+}
 
 afterAll(async () => {
   await nc.close();
@@ -129,6 +134,42 @@ describe('Notifications.watch', () => {
       await store.insert(n, null);
       expect(await collect(watch, n, 1)).toEqual([['PROCESSING', 2]]);
     });
+  });
+
+  it('does not replay the history of a notification it has forgotten (past watchMemory)', async () => {
+    const forgetful = createNotifications({ ...deps(), watchMemory: 2 });
+    const userId = `u-${uuidv7()}`;
+    const abort = new AbortController();
+    const watch = forgetful.watch('t1', { userId, initialCount: 0 }, abort.signal);
+    try {
+      const a = draft(userId, new Date());
+      await store.insert(a, null);
+      // Seen at version 2 (its PENDING replayed from the history).
+      expect(await collect(watch, a, 2)).toEqual([
+        ['PENDING', 1],
+        ['PROCESSING', 2],
+      ]);
+      // Two newer ones seen after it: the watch forgets `a`.
+      for (const n of [draft(userId, new Date()), draft(userId, new Date())]) {
+        const stored = await store.insert(n, null);
+        events.publish(eventOf(stored.notification, null, null));
+        const seen = await watch.next();
+        expect(seen.done ? null : seen.value.notification.id).toBe(n.id);
+      }
+
+      // `a` changes again: only that change is due, not its whole history once more.
+      const claimed = await store.get('t1', a.id);
+      if (claimed === null) throw new Error('a is gone');
+      events.publish(eventOf({ ...claimed, status: 'DELIVERED', version: 3 }, 'in_app', null));
+      const next = await watch.next();
+
+      expect(
+        next.done ? null : [next.value.notification.status, next.value.notification.version],
+      ).toEqual(['DELIVERED', 3]);
+    } finally {
+      abort.abort();
+      await watch.return(undefined);
+    }
   });
 
   it('starts from the live state when the notification is older than the watch', async () => {
