@@ -58,7 +58,7 @@ export function createLogger(options: {
 }
 
 /** The default interval: at most one line per 5 s for the same warning. */
-export const WARN_INTERVAL_MS = 5_000;
+const WARN_INTERVAL_MS = 5_000;
 
 interface Last {
   at: number;

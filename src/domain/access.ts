@@ -50,7 +50,6 @@ export interface ApiKeyStore {
   countActive(tenantId: string): Promise<number>;
 }
 
-/** Throws PermissionDenied unless the principal holds `scope`. */
 /**
  * Whether the caller may read stored data it did not write itself: a key with the `read` scope,
  * or a user token (confined to its own user by the services).
@@ -59,6 +58,7 @@ export function mayRead(p: Principal): boolean {
   return p.kind === 'user' || p.scopes.includes('read');
 }
 
+/** Throws PermissionDenied unless the principal holds `scope`. */
 export function requireScope(p: Principal, scope: Scope, what: string): void {
   if (!p.scopes.includes(scope)) {
     throw new PermissionDeniedError(`${what} needs the ${scope} scope`);

@@ -21,8 +21,10 @@ import { printLedger, reconcileLedger } from '../support/ledger.js';
 import { killAll, spawnHerald } from '../support/processes.js';
 import {
   expectAllDelivered,
+  failureCodes,
   keyedEmailSend,
   retryFailed,
+  sentWithin,
   startSteadyLoad,
 } from '../support/steady-load.js';
 import { startTcpProxy } from '../support/tcp-proxy.js';
@@ -99,12 +101,10 @@ describe('Herald with PostgreSQL down for 15 s (R7)', () => {
     const attempts = await load.stop();
 
     // During the outage: no success, and every failure is UNAVAILABLE.
-    const during = attempts.filter((a) => a.started >= downAt && a.ended <= upAt);
+    const during = sentWithin(attempts, downAt, upAt);
     expect(during.length).toBeGreaterThan(50);
     expect(during.filter((a) => a.id !== null)).toEqual([]);
-    expect(new Set(attempts.filter((a) => a.code !== null).map((a) => a.code))).toEqual(
-      new Set([Code.Unavailable]),
-    );
+    expect(failureCodes(attempts)).toEqual(new Set([Code.Unavailable]));
 
     // The client retries what failed, with the same keys.
     const accepted = await retryFailed(attempts, send);

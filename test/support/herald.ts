@@ -127,7 +127,10 @@ export function readDeliveries(file: string): string[] {
     .map((l) => (JSON.parse(l) as { notificationId: string }).notificationId);
 }
 
-/** Deletes the job and dead-letter streams of `layout`, if NATS at `url` (a comma-separated list) answers. */
+/**
+ * Deletes the job and dead-letter streams of `layout`, if NATS at `url` (one URL or a
+ * comma-separated list) answers.
+ */
 export async function removeStreams(url: string, layout: ReturnType<typeof randomLayout>) {
   const nc = await connect({ servers: url.split(','), reconnect: false }).catch(() => null);
   if (nc === null) return;

@@ -74,6 +74,16 @@ export function startSteadyLoad(
   };
 }
 
+/** The Sends that started and ended between `from` and `to` (ms since the epoch). */
+export function sentWithin(attempts: readonly Attempt[], from: number, to: number): Attempt[] {
+  return attempts.filter((a) => a.started >= from && a.ended <= to);
+}
+
+/** The codes the failed Sends got. */
+export function failureCodes(attempts: readonly Attempt[]): Set<Code> {
+  return new Set(attempts.flatMap((a) => (a.code === null ? [] : [a.code])));
+}
+
 /**
  * What a client would end with: the id of every key, the failed ones sent again (once each,
  * with the same key). Keys map to ids.
